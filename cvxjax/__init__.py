@@ -1,0 +1,15 @@
+"""cvxjax: differentiable convex optimization in JAX.
+
+Compile a parametrized CVXPY problem into a JAX function of its parameters
+(:class:`CvxpyLayer`), or differentiate any solver of your own with the implicit function
+theorem (:func:`custom_root`, :func:`custom_fixed_point`).
+"""
+
+from . import linear_solve as linear_solve
+from . import optimality as optimality
+from ._implicit import custom_fixed_point as custom_fixed_point
+from ._implicit import custom_root as custom_root
+from ._implicit import root_jvp as root_jvp
+from ._implicit import root_vjp as root_vjp
+
+__version__ = "0.1.0"

@@ -1,0 +1,18 @@
+"""Shared test utilities: float64 central finite differences."""
+
+import numpy as np
+
+
+def central_fd_jacobian(fun, x, eps=1e-6):
+    """Jacobian of ``fun`` (array -> array) at ``x`` by central differences, float64.
+
+    Returns an array of shape ``fun(x).shape + x.shape``. Independent of JAX autodiff.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out0 = np.asarray(fun(x))
+    jac = np.zeros(out0.shape + x.shape)
+    for idx in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[idx] = eps
+        jac[(...,) + idx] = (np.asarray(fun(x + step)) - np.asarray(fun(x - step))) / (2 * eps)
+    return jac
