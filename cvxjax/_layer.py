@@ -1,0 +1,224 @@
+"""`CvxpyLayer`: a parametrized CVXPY problem as a differentiable JAX function."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import cvxpy as cp
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._backends._base import PreparedStructure
+from ._backends.clarabel import ClarabelBackend
+from ._backends.osqp import OsqpBackend
+from ._backends.scs import ScsBackend
+from ._canonicalize import canonicalize
+from ._cones import ProductCone
+from ._errors import Status
+from ._solve import HostBatchSolver, make_implicit_solver, solver_error
+
+HOST_BACKENDS = {b.name: b for b in (ClarabelBackend, ScsBackend, OsqpBackend)}
+
+_CONE_NAMES = {
+    "zero": "zero cone (equality constraints)",
+    "nonneg": "nonnegative cone (inequality constraints)",
+    "soc": "second-order cone",
+    "psd": "positive semidefinite cone",
+    "exp": "exponential cone",
+    "pow": "power cone",
+}
+
+
+class LayerInfo(NamedTuple):
+    """Per-problem diagnostics returned by :meth:`CvxpyLayer.solve`.
+
+    Attributes:
+      status: int32 array (batch shape): 0 = solved, else a :class:`cvxjax.Status` code.
+    """
+
+    status: jax.Array
+
+
+def _default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class CvxpyLayer:
+    """A parametrized (DPP) CVXPY problem as a JAX function of its parameters.
+
+    ``layer(*parameter_values)`` returns one array per entry of ``variables``: the optimal
+    values of CVXPY variables or of constraint duals (``constraint.dual_variables[0]``). The
+    result is differentiable in every parameter with ``jax.grad``, ``jax.vjp``, ``jax.jacrev``,
+    ``jax.jvp``, ``jax.jacfwd`` (and ``jax.hessian`` where the solution map is smooth), and
+    works under ``jax.jit`` and ``jax.vmap``.
+
+    Args:
+      problem: a DPP-compliant ``cvxpy.Problem``.
+      parameters: the problem's ``cp.Parameter``s, all of them, in the order their values
+        will be passed.
+      variables: the outputs: ``cp.Variable``s of the problem and/or dual variables of its
+        constraints.
+      solver: ``None`` (choose automatically: Clarabel, an accurate interior-point method
+        that handles every cone), ``"CLARABEL"``, ``"SCS"`` or ``"OSQP"`` (QPs only).
+      solver_args: options passed to the solver (its own names, e.g. ``{"eps_abs": 1e-6}``
+        for OSQP/SCS, ``{"tol_feas": 1e-7}`` for Clarabel); may also be given per call.
+      on_failure: ``"raise"`` (default) raises :class:`cvxjax.SolverError` when any problem
+        is infeasible, unbounded or not solved accurately; ``"nan"`` returns NaN for the
+        failed problems instead (their gradients are NaN too) so a training loop can skip
+        them, with the statuses available from :meth:`solve`.
+      check_tol: largest accepted relative KKT residual of a returned solution (primal,
+        dual and gap residuals; see ``relative_kkt_residual``). Solutions above it count as
+        failures: a loose solution would give wrong derivatives.
+      max_workers: host threads for solving a batch (default: up to 2).
+
+    Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
+    s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
+    solution comes from the implicit function theorem applied to the conic optimality
+    residual (see ``cvxjax._solve``); at degenerate points (weakly active constraints, LP
+    vertices) it is the minimum-norm element of a generalized derivative.
+
+    Batching: any parameter value may carry one leading batch dimension (others are
+    broadcast); all batched values must agree on its size. dtype: float32 in, float32 out;
+    float64 in, float64 out (the host solve always runs in float64).
+    """
+
+    def __init__(
+        self,
+        problem: cp.Problem,
+        parameters: Sequence[cp.Parameter],
+        variables: Sequence[Any],
+        solver: Optional[str] = None,
+        solver_args: Optional[Mapping[str, Any]] = None,
+        on_failure: str = "raise",
+        check_tol: float = 1e-6,
+        max_workers: Optional[int] = None,
+    ):
+        if on_failure not in ("raise", "nan"):
+            raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
+        self.problem = problem
+        self.parameters = tuple(parameters)
+        self.variables = tuple(variables)
+        self.canonical = canonicalize(problem, self.parameters, self.variables)
+        structure = self.canonical.structure
+        self.solver = self._choose_solver(solver, structure.cones)
+        self.solver_args = dict(solver_args or {})
+        self.on_failure = on_failure
+        self.cone = ProductCone(structure.cones)
+        backend = HOST_BACKENDS[self.solver](PreparedStructure.build(structure), self.solver_args)
+        self._host = HostBatchSolver(
+            backend, check_tol, _default_workers() if max_workers is None else max_workers
+        )
+
+    # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _choose_solver(solver, cones) -> str:
+        present = set(cones.present())
+        if solver is None:
+            return "CLARABEL"
+        name = str(solver).upper()
+        if name not in HOST_BACKENDS:
+            raise ValueError(
+                f"Unknown solver {solver!r}; choose one of {sorted(HOST_BACKENDS)} or None."
+            )
+        missing = present - HOST_BACKENDS[name].supported_cones
+        if missing:
+            can = sorted(
+                s for s, b in HOST_BACKENDS.items() if present <= b.supported_cones
+            )
+            cones_text = ", ".join(_CONE_NAMES[c] for c in sorted(missing))
+            raise ValueError(
+                f"Solver {name} cannot handle the {cones_text} in this problem; "
+                f"solvers that can: {', '.join(can)}."
+            )
+        return name
+
+    def _validate(self, values):
+        if len(values) != len(self.parameters):
+            names = ", ".join(p.name() for p in self.parameters)
+            raise ValueError(
+                f"Expected {len(self.parameters)} parameter values ({names}), got {len(values)}."
+            )
+        arrays, batch_axes, batch_size = [], [], None
+        for param, value in zip(self.parameters, values):
+            array = value if isinstance(value, jax.Array) else jnp.asarray(value)
+            if not jnp.issubdtype(array.dtype, jnp.inexact):
+                array = array.astype(jnp.result_type(float))
+            shape = tuple(param.shape)
+            if tuple(array.shape) == shape:
+                batch_axes.append(None)
+            elif array.ndim == len(shape) + 1 and tuple(array.shape[1:]) == shape:
+                if batch_size is not None and array.shape[0] != batch_size:
+                    raise ValueError(
+                        f"Inconsistent batch sizes: parameter {param.name()!r} has batch size "
+                        f"{array.shape[0]}, but an earlier parameter has {batch_size}."
+                    )
+                batch_size = array.shape[0]
+                batch_axes.append(0)
+            else:
+                raise ValueError(
+                    f"Parameter {param.name()!r} expects shape {shape} (or (batch,) + {shape}), "
+                    f"got {tuple(array.shape)}."
+                )
+            self._check_attributes(param, array)
+            arrays.append(array)
+        return arrays, batch_axes, batch_size
+
+    @staticmethod
+    def _check_attributes(param, array):
+        """Check value-dependent attributes (symmetry, sign) when the value is concrete."""
+        if isinstance(array, jax.core.Tracer):
+            return
+        value = np.asarray(array)
+        attrs = param.attributes
+        if attrs.get("symmetric") or attrs.get("PSD") or attrs.get("NSD"):
+            if not np.allclose(value, np.swapaxes(value, -1, -2), rtol=1e-6, atol=1e-8):
+                raise ValueError(
+                    f"Parameter {param.name()!r} is symmetric, but its value is not symmetric."
+                )
+        if attrs.get("nonneg") and np.any(value < 0):
+            raise ValueError(f"Parameter {param.name()!r} is nonneg, but its value has negative entries.")
+        if attrs.get("nonpos") and np.any(value > 0):
+            raise ValueError(f"Parameter {param.name()!r} is nonpos, but its value has positive entries.")
+
+    # ----------------------------------------------------------------------------------------
+    def solve(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
+        """Like ``__call__`` but returns ``(outputs, LayerInfo)`` with per-problem statuses.
+
+        With ``on_failure="nan"`` this is how a training loop learns which batch elements
+        failed; with ``"raise"`` the statuses are all 0 when it returns.
+        """
+        arrays, batch_axes, batch_size = self._validate(values)
+        dtype = jnp.result_type(*arrays)
+        arrays = [a.astype(dtype) for a in arrays]
+        traced = any(isinstance(a, jax.core.Tracer) for a in arrays)
+        # Outside any JAX transformation we can raise SolverError ourselves, after the call;
+        # under a trace the host callback must raise (JAX then wraps the error).
+        raise_in_callback = self.on_failure == "raise" and traced
+        settings = {**self.solver_args, **(solver_args or {})}
+        structure = self.canonical.structure
+        implicit = make_implicit_solver(
+            structure, self.cone, self._host, settings, raise_in_callback
+        )
+
+        def solve_one(*vals):
+            data = self.canonical.data(*vals)
+            (x, v), status = implicit(data)
+            y = self.cone.project_dual(v)
+            return self.canonical.recover(x, y), status
+
+        if batch_size is None:
+            outputs, status = solve_one(*arrays)
+        else:
+            outputs, status = jax.vmap(solve_one, in_axes=batch_axes)(*arrays)
+        if self.on_failure == "raise" and not traced:
+            status_np = np.asarray(status)
+            if np.any(status_np != Status.SOLVED):
+                shape = () if batch_size is None else (batch_size,)
+                raise solver_error(self.solver, status_np, shape)
+        return tuple(outputs), LayerInfo(status=status)
+
+    def __call__(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
+        """Solve for the given parameter values; returns a tuple, one array per output."""
+        return self.solve(*values, solver_args=solver_args)[0]
