@@ -12,4 +12,9 @@ from ._implicit import custom_root as custom_root
 from ._implicit import root_jvp as root_jvp
 from ._implicit import root_vjp as root_vjp
 
+from ._errors import SolverError as SolverError
+from ._errors import Status as Status
+from ._layer import CvxpyLayer as CvxpyLayer
+from ._layer import LayerInfo as LayerInfo
+
 __version__ = "0.1.0"

@@ -17,9 +17,21 @@ from ._backends.scs import ScsBackend
 from ._canonicalize import canonicalize
 from ._cones import ProductCone
 from ._errors import Status
-from ._solve import HostBatchSolver, make_implicit_solver, solver_error
+from ._solve import (
+    HostBatchSolver,
+    default_refine_steps,
+    host_forward,
+    jax_qp_forward,
+    make_implicit_solver,
+    solver_error,
+)
 
 HOST_BACKENDS = {b.name: b for b in (ClarabelBackend, ScsBackend, OsqpBackend)}
+# "JAX": the pure-JAX dense interior-point QP solver (jit/vmap native, no host round trip).
+SUPPORTED_CONES = {
+    **{name: b.supported_cones for name, b in HOST_BACKENDS.items()},
+    "JAX": frozenset({"zero", "nonneg"}),
+}
 
 _CONE_NAMES = {
     "zero": "zero cone (equality constraints)",
@@ -61,7 +73,9 @@ class CvxpyLayer:
       variables: the outputs: ``cp.Variable``s of the problem and/or dual variables of its
         constraints.
       solver: ``None`` (choose automatically: Clarabel, an accurate interior-point method
-        that handles every cone), ``"CLARABEL"``, ``"SCS"`` or ``"OSQP"`` (QPs only).
+        that handles every cone), ``"CLARABEL"``, ``"SCS"``, ``"OSQP"`` (QPs only) — these
+        run on the host through ``jax.pure_callback`` — or ``"JAX"``, a pure-JAX dense
+        interior-point method for QPs (no host round trip; runs on GPU/TPU).
       solver_args: options passed to the solver (its own names, e.g. ``{"eps_abs": 1e-6}``
         for OSQP/SCS, ``{"tol_feas": 1e-7}`` for Clarabel); may also be given per call.
       on_failure: ``"raise"`` (default) raises :class:`cvxjax.SolverError` when any problem
@@ -72,6 +86,9 @@ class CvxpyLayer:
         dual and gap residuals; see ``relative_kkt_residual``). Solutions above it count as
         failures: a loose solution would give wrong derivatives.
       max_workers: host threads for solving a batch (default: up to 2).
+      refine: number of semismooth Newton steps on the optimality residual applied to the
+        solver's output (in JAX, dense). Default: 1 for problems with second-order, PSD,
+        exponential or power cones (where interior-point accuracy is limited), 0 for QPs.
 
     Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
     s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
@@ -94,6 +111,7 @@ class CvxpyLayer:
         on_failure: str = "raise",
         check_tol: float = 1e-6,
         max_workers: Optional[int] = None,
+        refine: Optional[int] = None,
     ):
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
@@ -106,10 +124,14 @@ class CvxpyLayer:
         self.solver_args = dict(solver_args or {})
         self.on_failure = on_failure
         self.cone = ProductCone(structure.cones)
-        backend = HOST_BACKENDS[self.solver](PreparedStructure.build(structure), self.solver_args)
-        self._host = HostBatchSolver(
-            backend, check_tol, _default_workers() if max_workers is None else max_workers
-        )
+        self.check_tol = check_tol
+        self.refine_steps = default_refine_steps(structure) if refine is None else int(refine)
+        self._host = None
+        if self.solver in HOST_BACKENDS:
+            backend = HOST_BACKENDS[self.solver](PreparedStructure.build(structure))
+            self._host = HostBatchSolver(
+                backend, check_tol, _default_workers() if max_workers is None else max_workers
+            )
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
@@ -118,15 +140,13 @@ class CvxpyLayer:
         if solver is None:
             return "CLARABEL"
         name = str(solver).upper()
-        if name not in HOST_BACKENDS:
+        if name not in SUPPORTED_CONES:
             raise ValueError(
-                f"Unknown solver {solver!r}; choose one of {sorted(HOST_BACKENDS)} or None."
+                f"Unknown solver {solver!r}; choose one of {sorted(SUPPORTED_CONES)} or None."
             )
-        missing = present - HOST_BACKENDS[name].supported_cones
+        missing = present - SUPPORTED_CONES[name]
         if missing:
-            can = sorted(
-                s for s, b in HOST_BACKENDS.items() if present <= b.supported_cones
-            )
+            can = sorted(s for s, supported in SUPPORTED_CONES.items() if present <= supported)
             cones_text = ", ".join(_CONE_NAMES[c] for c in sorted(missing))
             raise ValueError(
                 f"Solver {name} cannot handle the {cones_text} in this problem; "
@@ -198,9 +218,11 @@ class CvxpyLayer:
         raise_in_callback = self.on_failure == "raise" and traced
         settings = {**self.solver_args, **(solver_args or {})}
         structure = self.canonical.structure
-        implicit = make_implicit_solver(
-            structure, self.cone, self._host, settings, raise_in_callback
-        )
+        if self.solver == "JAX":
+            forward = jax_qp_forward(structure, self.check_tol, settings, raise_in_callback)
+        else:
+            forward = host_forward(structure, self._host, settings, raise_in_callback)
+        implicit = make_implicit_solver(structure, self.cone, forward, self.refine_steps)
 
         def solve_one(*vals):
             data = self.canonical.data(*vals)

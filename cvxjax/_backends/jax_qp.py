@@ -100,15 +100,19 @@ DUAL_INFEASIBLE = 3
 NUMERICAL_ERROR = 4
 _RUNNING = -1
 
-# Ruiz equilibration: a handful of sweeps gets row/column ∞-norms within a small factor of 1;
-# the bounds stop empty or tiny rows/columns from being blown up.
-_RUIZ_ITERS = 10
+# Ruiz equilibration: each sweep takes the square root of the remaining imbalance, so a few
+# sweeps get the row/column ∞-norms within a small factor of 1 (the solver only needs O(1)
+# scaling for its regularization and thresholds; each sweep reads P and A, which in a vmapped
+# batch costs about as much as a tenth of an iteration). The bounds stop empty or tiny
+# rows/columns from being blown up.
+_RUIZ_ITERS = 6
 _SCALE_MIN, _SCALE_MAX = 1e-4, 1e4
 # Fraction of the distance to the boundary of the cone taken by a step (keeps iterates interior).
 _STEP_FRACTION = 0.99
 # Weight of the augmentation ρ A_EᵀA_E. The data are equilibrated (rows of A have ∞-norm ≈ 1),
 # so ρ = 1 makes the augmentation comparable to the rest of H̃ without swamping it.
 _RHO = 1.0
+_INIT_PROX = 1.0
 
 
 class KKTFactor(NamedTuple):
@@ -280,6 +284,13 @@ def _solve(data: _Data, p: int, fac, reg, w_I, r1, r2, refine: int):
     """Solve the unregularized K [u; v] = [r1; r2] (K = [[P, Aᵀ], [A, −W]]) by a solve with M
     followed by ``refine`` steps of iterative refinement (residuals of K, corrections by M)."""
     u, v = _solve_reg(data, p, fac, reg, r1, r2)
+    return _refine(data, p, fac, reg, w_I, u, v, r1, r2, refine)
+
+
+def _refine(data: _Data, p: int, fac, reg, w_I, u, v, r1, r2, refine: int):
+    """``refine`` steps of iterative refinement of an approximate solution (u, v) of
+    K [u; v] = [r1; r2]. Each step costs two matvecs with A, one with P and a solve with M; the
+    error contracts by ≈ ‖I − M⁻¹K‖, which is O(δ) away from the singular directions of K."""
     w = jnp.concatenate([jnp.zeros((p,), w_I.dtype), w_I])[:, None]
     for _ in range(refine):
         e1 = r1 - (data.P @ u + data.A.T @ v)
@@ -311,7 +322,10 @@ def _residuals(data: _Data, st: _State) -> _Residuals:
     Px = data.P @ st.x
     Ax = data.A @ st.x
     Atz = data.A.T @ st.z
-    xPx = st.x @ Px
+    # P is PSD, but a computed xᵀPx along a (near-)null direction of P can be a negative
+    # rounding error; in the τ-row it is divided by τ → 0 (infeasible problems), where a negative
+    # value would let qᵀx > 0 balance it and steer x to a certificate of the wrong sign.
+    xPx = jnp.maximum(st.x @ Px, 0.0)
     qx = data.q @ st.x
     bz = data.b @ st.z
     return _Residuals(
@@ -322,7 +336,7 @@ def _residuals(data: _Data, st: _State) -> _Residuals:
     )
 
 
-def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol):
+def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
     """Termination test of the current iterate (see the module docstring)."""
     col, row, c = scal
     q_norm, b_norm = norms
@@ -343,9 +357,9 @@ def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol):
     # Certificates are checked on the unnormalized iterate, in equilibrated units (where the
     # data are O(1), so that an absolute threshold makes sense).
     tiny = jnp.finfo(tau.dtype).tiny
-    primal_inf = (r.bz < -tiny) & (_norm_inf(r.Atz) <= tol * (-r.bz))
+    primal_inf = (r.bz < -tiny) & (_norm_inf(r.Atz) <= tol_inf * (-r.bz))
     dual_inf = (r.qx < -tiny) & (
-        jnp.maximum(_norm_inf(r.Px), _norm_inf(r.Ax + st.s)) <= tol * (-r.qx)
+        jnp.maximum(_norm_inf(r.Px), _norm_inf(r.Ax + st.s)) <= tol_inf * (-r.qx)
     )
     status = jnp.where(
         solved, SOLVED,
@@ -364,9 +378,9 @@ def _initial_point(data: _Data, p: int, reg, refine):
     dtype = data.P.dtype
     ell = m - p
     w_I = jnp.ones((ell,), dtype)
-    fac = _factor(data, p, w_I, reg, 1.0)
+    fac = _factor(data, p, w_I, reg, _INIT_PROX)
     # The system solved by fac has (1,1) block P + I; refine against that same matrix.
-    prox = data._replace(P=data.P + jnp.eye(n, dtype=dtype))
+    prox = data._replace(P=data.P + _INIT_PROX * jnp.eye(n, dtype=dtype))
     u, v = _solve(prox, p, fac, reg, w_I, -data.q[:, None], data.b[:, None], refine)
     x, z = u[:, 0], v[:, 0]
     s_I = -z[p:]
@@ -394,21 +408,31 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
         # −d_z + d_s/z on the inequality rows, −d_z on the equality rows.
         return -d_z + jnp.concatenate([jnp.zeros((p,), d_z.dtype), d_s / z_I])
 
-    # Solve the constant system and the affine (predictor) system together (two columns).
+    # Solve the constant system and the affine (predictor) system together (two columns). These
+    # are not refined: the predictor only sets σ and the second-order term, and (x₁, z₁) only
+    # enters through Δτ; the final direction is refined against K below instead.
     d_s_aff = s_I * z_I
     R1 = jnp.stack([-data.q, -r.rx], axis=1)
     R2 = jnp.stack([data.b, rhs_z(r.rz, d_s_aff)], axis=1)
-    U, V = _solve(data, p, fac, reg, w_I, R1, R2, refine)
+    U, V = _solve_reg(data, p, fac, reg, R1, R2)
     x1, z1 = U[:, 0], V[:, 0]
     # Coefficient of Δτ in the τ-row, in the provably negative form (module docstring).
     dx1 = x1 - xi
-    denom = -(dx1 @ (data.P @ dx1) + z1[p:] @ (w_I * z1[p:]) + kappa / tau)
+    denom = -(jnp.maximum(dx1 @ (data.P @ dx1), 0.0) + z1[p:] @ (w_I * z1[p:]) + kappa / tau)
     g = data.q + 2.0 * Pxi
 
-    def direction(x2, z2, d_tau, d_s, d_kappa):
+    def direction(x2, z2, d_tau, d_s, d_kappa, refine_rhs=None):
         dtau = (-d_tau + d_kappa / tau - g @ x2 - data.b @ z2) / denom
         dx = x2 + dtau * x1
         dz = z2 + dtau * z1
+        if refine_rhs is not None:
+            # (Δx, Δz) solves K [Δx; Δz] = [r₁ − qΔτ; r₂ + bΔτ] for the Δτ just found: refine
+            # that one combined system rather than each of the three solves.
+            r1, r2 = refine_rhs
+            dx, dz = _refine(data, p, fac, reg, w_I, dx[:, None], dz[:, None],
+                             (r1 - data.q * dtau)[:, None], (r2 + data.b * dtau)[:, None],
+                             refine)
+            dx, dz = dx[:, 0], dz[:, 0]
         ds_I = -(d_s + s_I * dz[p:]) / z_I
         dkappa = -(d_kappa + kappa * dtau) / tau
         return dx, dz, ds_I, dtau, dkappa
@@ -429,18 +453,29 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     # Corrector: centering σμ and Mehrotra's second-order term; residuals reduced by (1 − σ).
     d_s = s_I * z_I + ds_a * dz_a[p:] - sigma * mu
     d_kappa = tau * kappa + dtau_a * dkappa_a - sigma * mu
-    u, v = _solve(data, p, fac, reg, w_I, -(1.0 - sigma) * r.rx[:, None],
-                  rhs_z((1.0 - sigma) * r.rz, d_s)[:, None], refine)
+    r1 = -(1.0 - sigma) * r.rx
+    r2 = rhs_z((1.0 - sigma) * r.rz, d_s)
+    u, v = _solve_reg(data, p, fac, reg, r1[:, None], r2[:, None])
     dx, dz, ds_I, dtau, dkappa = direction(u[:, 0], v[:, 0], (1.0 - sigma) * r.rtau, d_s,
-                                           d_kappa)
+                                           d_kappa, refine_rhs=(r1, r2))
     alpha = jnp.minimum(1.0, _STEP_FRACTION * max_step(dz, ds_I, dtau, dkappa))
-    return _State(
+    new = _State(
         x=st.x + alpha * dx,
         z=st.z + alpha * dz,
         s=jnp.concatenate([st.s[:p], s_I + alpha * ds_I]),
         tau=tau + alpha * dtau,
         kappa=kappa + alpha * dkappa,
     )
+    # The embedding is homogeneous: scaling the iterate by λ > 0 scales the residuals by λ, μ by
+    # λ², leaves W = s/z unchanged and scales the next Newton direction by λ, so the iteration is
+    # scale-equivariant. Renormalizing to max-entry 1 therefore changes nothing except that the
+    # iterates cannot overflow when they diverge along an infeasibility certificate (the
+    # regularized K⁻¹ amplifies such directions by up to 1/δ per iteration).
+    lam = jnp.maximum(
+        jnp.maximum(_norm_inf(new.x), jnp.maximum(_norm_inf(new.z), _norm_inf(new.s))),
+        jnp.maximum(new.tau, new.kappa),
+    )
+    return jax.tree_util.tree_map(lambda a: a / lam, new)
 
 
 def _all_finite(tree):
@@ -448,7 +483,7 @@ def _all_finite(tree):
 
 
 def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
-             refine: int = 2) -> QPSolution:
+             refine: int = 1) -> QPSolution:
     """Solve a dense convex QP with equality and inequality constraints.
 
     ``minimize ½xᵀPx + qᵀx  s.t.  A[:n_zero] x = b[:n_zero],  A[n_zero:] x ≤ b[n_zero:]``,
@@ -462,9 +497,10 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
       b: (m,) right-hand side.
       n_zero: static number of equality rows (0 ≤ n_zero ≤ m).
       tol: relative tolerance on the primal residual, dual residual and duality gap (see the
-        module docstring); default 1e-8 in float64, 1e-5 in float32.
+        module docstring); default 1e-8 in float64, 1e-5 in float32. May be a traced scalar.
+        Infeasibility certificates use ``max(tol, √eps)``.
       max_iter: static maximum number of interior-point iterations.
-      refine: static number of iterative-refinement steps per KKT solve.
+      refine: static number of iterative-refinement steps applied to each search direction.
 
     Returns:
       :class:`QPSolution` (x (n,), y (m,), s (m,), status, iterations, kkt_factor). The dtype is
@@ -483,8 +519,11 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
         raise ValueError(f"n_zero={n_zero} must be in [0, m={m}]")
     if tol is None:
         tol = 1e-8 if jnp.finfo(dtype).bits >= 64 else 1e-5
-    tol = jnp.asarray(tol, dtype)
     reg = _regularization(dtype)
+    # Certificates are ratios of quantities that suffer cancellation (Aᵀz ≈ 0 from z of size up
+    # to 1/δ), so they cannot be verified below ≈ √eps: float32 needs the looser threshold.
+    tol = jnp.asarray(tol, dtype)
+    tol_inf = jnp.maximum(tol, reg)
 
     P = 0.5 * (P + P.T)
     col, row, c = _equilibrate(P, q, A, b)
@@ -495,9 +534,10 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
     scal = (col, row, c)
     norms = (_norm_inf(q), _norm_inf(b))
 
-    st0 = _initial_point(data, p, reg, refine)
+    # The starting point need not be accurate: no refinement.
+    st0 = _initial_point(data, p, reg, 0)
     r0 = _residuals(data, st0)
-    status0 = _status(data, st0, r0, scal, norms, tol)
+    status0 = _status(data, st0, r0, scal, norms, tol, tol_inf)
 
     def cond(carry):
         _, _, k, status = carry
@@ -508,7 +548,7 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
         new = _iterate(data, p, st, r, reg, refine)
         r_new = _residuals(data, new)
         ok = _all_finite((new, r_new.rx, r_new.rz, r_new.rtau))
-        status = jnp.where(ok, _status(data, new, r_new, scal, norms, tol), NUMERICAL_ERROR)
+        status = jnp.where(ok, _status(data, new, r_new, scal, norms, tol, tol_inf), NUMERICAL_ERROR)
         st = jax.tree_util.tree_map(lambda a, b_: jnp.where(ok, a, b_), new, st)
         r = jax.tree_util.tree_map(lambda a, b_: jnp.where(ok, a, b_), r_new, r)
         return st, r, k + 1, status.astype(jnp.int32)

@@ -1,9 +1,10 @@
 """The contract every cone of cvxjax's canonical form implements.
 
-A cone object is static, hashable-free metadata plus two pure functions, ``project`` and
-``project_dual``, acting on a single (unbatched) vector. Everything else in the library (the
-solvers' splitting iterations and the implicit-differentiation residual) only ever needs these
-two maps and their derivatives, so this is the whole interface.
+A cone object holds only static metadata (sizes, exponents: Python numbers, no arrays, no
+state) and provides two pure functions, ``project`` and ``project_dual``, acting on a single
+(unbatched) vector. Everything else in the library (the solvers' splitting iterations and the
+implicit-differentiation residual) only ever needs these two maps and their derivatives, so
+this is the whole interface.
 """
 
 from __future__ import annotations

@@ -28,11 +28,12 @@ def bracketed_newton(
       the root estimate, clipped to the final bracket.
 
     Each evaluation shrinks the bracket using the sign of ``f``. The next point is the Newton
-    point if it lies in the bracket and shortens the step by at least half relative to the
-    previous one (the classic "rtsafe" rule, so Newton never stalls far from the root),
-    otherwise the midpoint; so the iteration converges at least as fast as bisection and
-    quadratically near a simple root. Stops when the step or the bracket is at the dtype's
-    resolution. Not meant to be differentiated through: callers wrap it in a custom JVP.
+    point if it lies in the bracket and is at most half as long a step as the previous one
+    (an "rtsafe"-style rule, so slow Newton progress far from the root falls back to
+    bisection), otherwise the midpoint: convergence is guaranteed, and quadratic near a simple
+    root. Stops when the step or the bracket is at the dtype's resolution (relative to
+    max(1, |x|)), or after ``max_iters`` evaluations. Not meant to be differentiated through:
+    callers wrap it in a custom JVP.
     """
     dtype = jnp.result_type(x0)
     eps = jnp.finfo(dtype).eps
@@ -57,7 +58,7 @@ def bracketed_newton(
         x_new = jnp.where(use_newton, newton, 0.5 * (lo + hi))
         dx = x_new - x
         tol = 2 * eps * jnp.maximum(1.0, jnp.abs(x_new))
-        done = (jnp.abs(dx) <= tol) | (hi - lo <= tol) | (f == 0) | jnp.isnan(f)
+        done = (jnp.abs(dx) <= tol) | (hi - lo <= tol) | (f == 0)
         return it + 1, lo, hi, x_new, dx, done
 
     init = (jnp.asarray(0), lo, hi, x0, hi - lo, hi <= lo)

@@ -19,28 +19,31 @@ problem" (Optim. Methods Softw., 2021), in our own formulation. Write v0 = (r0, 
       h(ρ) = ((ρ−1) r0 + s0) e^ρ − (r0 − ρ s0) e^{−ρ} − (ρ² − ρ + 1) t0 = 0,
 
   strictly increasing on the relevant bracket. We solve it with a safeguarded Newton method
-  on Friberg's bracket and set ``vp = (v0·â) â / ‖â‖²`` (projection of v0 on the ray â ∝ a(ρ)).
+  on Friberg's bracket and set ``vp = max(v0·â, 0) â`` (projection of v0 on the ray through
+  the unit vector â ∝ a(ρ)), which lies in K even if ρ is slightly off.
 * As in Friberg, two cheap heuristic points of K (the perspective boundary
   ``(min(r0,0), 0, max(t0,0))`` and the vertical move ``(r0, s0, max(t0, s0 e^{r0/s0}))``)
   compete with the root-based point and the candidate nearest to v0 wins. All candidates lie
   in K, so this can only improve the answer; it matters where the root-based point is
   numerically useless (|ρ| beyond the exponent range).
 
-Every exponential is evaluated as ``e^{ρ − max(ρ, 0)}``-style scaled quantities (all
-exponents ≤ 0) so nothing overflows, in float32 as in float64.
+In the root function, the ray and the derivative every exponential appears scaled
+(``e^{ρ − max(ρ, 0)}``-style, all exponents ≤ 0), so nothing overflows, in float32 as in
+float64; the heuristics may overflow to inf, which merely disqualifies them.
 
 Derivative (custom JVP, never autodiff through the iterations)
 --------------------------------------------------------------
-* v0 ∈ int K: I.  Perspective-boundary answer (K°, r0 ≤ 0 ∧ s0 ≤ 0): diag(1[r0<0], 0, 1[t0>0]).
-* Smooth case: the projection solves min ½‖p − v0‖² s.t. g(p) = s e^{r/s} − t = 0 with
+* v0 ∈ K: I.  Perspective-boundary answer (K°, r0 ≤ 0 ∧ s0 ≤ 0): diag(1[r0<0], 0, 1[t0>0]).
+* Smooth case (root-based or vertical-move answer, the latter with ρ = r0/s0): the projection
+  solves min ½‖p − v0‖² s.t. g(p) = s e^{r/s} − t = 0 with
   multiplier λ = μ ≥ 0. Differentiating the KKT system ``p − v0 + λ∇g = 0, g = 0`` gives
 
       DΠ = W − (W∇g)(W∇g)ᵀ / (∇gᵀ W ∇g),     W = (I + λ∇²g)^{-1}.
 
-  Here ``∇²g = (e^ρ/s) q qᵀ`` with ``q = (1, −ρ, 0)`` (rank one), so with
-  ``κ = λ e^ρ / s = r_d / s_p`` (r_d = r0 − r_p is the first entry of vd = λ b):
-  ``W = I − γ q̂q̂ᵀ``, ``γ = κ‖q‖² / (1 + κ‖q‖²) ∈ [0, 1]``. ``∇gᵀW∇g ≥ (∇g)_t² > 0``, so the
-  formula is finite everywhere (as s_p → 0, γ → 1 rather than blowing up).
+  Here ``∇²g = (e^ρ/s) q qᵀ`` with ``q = (1, −ρ, 0)`` (rank one), and
+  ``κ = λ e^ρ / s = r_d / s_p`` (r_d = r0 − r_p is the first entry of vd = λ b), so
+  ``W = I − (1 − η) q̂q̂ᵀ`` with ``η = 1/(1 + κ‖q‖²)``; see :mod:`._kkt` for the
+  cancellation-free evaluation. The result is finite everywhere (η → 0 as s_p → 0).
 """
 
 from __future__ import annotations
@@ -51,33 +54,45 @@ import jax
 import jax.numpy as jnp
 
 from ._base import Cone
+from ._kkt import projection_jacobian, unit
 from ._rootfind import bracketed_newton
 
 _E = math.e
 
 
 def _h_scaled(v0, rho):
-    """Friberg's h(ρ) and h'(ρ), both multiplied by e^{−|ρ|} (same sign, no overflow)."""
+    """Friberg's h(ρ) and h'(ρ), both multiplied by e^{−|ρ|} (same sign, no overflow).
+
+    Every power of ρ is paired with an exponential factor ≤ 1 *before* it meets anything
+    else (e.g. ``(ρ e^{−|ρ|/2})²`` rather than ``ρ²·e^{−|ρ|}``), so that huge |ρ| — which
+    the bracket legitimately reaches, e.g. ρ ≥ 1 − s0/r0 with r0 ≈ 0⁺ — gives 0·finite, never
+    inf·0 = NaN.
+    """
     r0, s0, t0 = v0[0], v0[1], v0[2]
     a = jnp.abs(rho)
-    ep = jnp.exp(rho - a)
-    em = jnp.exp(-rho - a)
+    ep = jnp.exp(rho - a)  # e^ρ · e^{−|ρ|}
+    em = jnp.exp(-rho - a)  # e^{−ρ} · e^{−|ρ|}
     et = jnp.exp(-a)
-    f = ((rho - 1) * r0 + s0) * ep - (r0 - rho * s0) * em - (rho * (rho - 1) + 1) * t0 * et
-    df = (rho * r0 + s0) * ep + (r0 - (rho - 1) * s0) * em - (2 * rho - 1) * t0 * et
+    rho_ep, rho_em, rho_et = rho * ep, rho * em, rho * et
+    rho2_et = (rho * jnp.exp(-0.5 * a)) ** 2
+    # h = ((ρ−1)r0 + s0)e^ρ − (r0 − ρ s0)e^{−ρ} − (ρ² − ρ + 1)t0
+    f = (
+        r0 * (rho_ep - ep)
+        + s0 * ep
+        - r0 * em
+        + s0 * rho_em
+        - t0 * (rho2_et - rho_et + et)
+    )
+    # h' = (ρ r0 + s0)e^ρ + (r0 − (ρ−1)s0)e^{−ρ} − (2ρ − 1)t0
+    df = r0 * rho_ep + s0 * ep + r0 * em - s0 * (rho_em - em) - t0 * (2 * rho_et - et)
     return f, df
 
 
 def _ray(rho):
-    """a(ρ) = (ρ, 1, e^ρ) scaled by e^{−max(ρ,0)}: a point of ∂K, direction only."""
+    """Unit vector along a(ρ) = (ρ, 1, e^ρ), a generator of ∂K."""
     m = jnp.maximum(rho, 0.0)
     em = jnp.exp(-m)
-    return jnp.stack([rho * em, em, jnp.exp(rho - m)])
-
-
-def _safe_div(num, den):
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    return unit(jnp.stack([rho * em, em, jnp.exp(rho - m)]))
 
 
 def _bracket(v0, pdist, ddist):
@@ -114,48 +129,61 @@ def _bracket(v0, pdist, ddist):
     )
     dval = (r0 - psi_d * s0) / (psi_d * (psi_d - 1) + 1)
 
+    # Arguments are clipped to ±1e3, where both bounds are already 0 or ±inf in every
+    # float format (clipping only loosens them), to keep ρ² from overflowing into inf/inf.
     def pomega(rho):
         # lower bound of ω on [ρ, ∞)
+        rho = jnp.clip(rho, -1e3, 1e3)
         w = jnp.exp(rho) / (rho * (rho - 1) + 1)
         return jnp.where(rho < 2, jnp.minimum(w, _E**2 / 3), w)
 
     def domega(rho):
         # upper bound (it is negative) of −e^{−ρ}/(ρ²−ρ+1) on (−∞, ρ]
+        rho = jnp.clip(rho, -1e3, 1e3)
         w = -jnp.exp(-rho) / (rho * (rho - 1) + 1)
         return jnp.where(rho > -1, jnp.maximum(w, -_E / 3), w)
 
+    # Dp + t0 and Dd − t0 below cancel badly when |t0| dominates (float32 especially); the
+    # bounds they feed are only valid up to that rounding, so widen them by it.
+    slack = 4 * jnp.finfo(dtype).eps * (pdist + ddist + jnp.abs(t0))
     Dp = jnp.sqrt(jnp.maximum(pdist**2 - jnp.minimum(s0, 0.0) ** 2, 0.0))
     Dd = jnp.sqrt(jnp.maximum(ddist**2 - jnp.minimum(r0, 0.0) ** 2, 0.0))
 
-    low = jnp.where(t0 > 0, jnp.log(jnp.where(t0 > 0, t0, 1.0) / pval), -inf)
-    upr = jnp.where(t0 < 0, -jnp.log(jnp.where(t0 < 0, -t0, 1.0) / dval), inf)
+    # Each bound below is only used if it evaluated to a finite number: in float32 the data
+    # can span a range where a bound under/overflows (and XLA may flush subnormals to zero),
+    # and a bound we cannot evaluate is just no bound.
+    def finite_or(x, default):
+        return jnp.where(jnp.isfinite(x), x, default)
 
-    baselow = jnp.where(rpos, 1 - s0 / r_s, -inf)
-    low = jnp.where(rpos, jnp.maximum(low, baselow), low)
-    tpu = jnp.maximum(tiny, jnp.minimum(Dd, Dp + t0))
-    cand = jnp.maximum(low, baselow + tpu / r_s / pomega(low))
+    low = finite_or(jnp.where(t0 > 0, jnp.log(jnp.where(t0 > 0, t0, 1.0) / pval), -inf), -inf)
+    upr = finite_or(jnp.where(t0 < 0, -jnp.log(jnp.where(t0 < 0, -t0, 1.0) / dval), inf), inf)
+
+    baselow = jnp.where(rpos, finite_or(1 - s0 / r_s, -inf), -inf)
+    low = jnp.maximum(low, baselow)
+    tpu = jnp.maximum(tiny, jnp.minimum(Dd, Dp + t0) + slack)
+    cand = finite_or(jnp.maximum(low, baselow + tpu / r_s / pomega(low)), inf)
     upr = jnp.where(rpos, jnp.minimum(upr, cand), upr)
 
-    baseupr = jnp.where(spos, r0 / s_s, inf)
-    upr = jnp.where(spos, jnp.minimum(upr, baseupr), upr)
-    tdl = -jnp.maximum(tiny, jnp.minimum(Dp, Dd - t0))
-    cand = jnp.minimum(upr, baseupr - tdl / s_s / domega(upr))
+    baseupr = jnp.where(spos, finite_or(r0 / s_s, inf), inf)
+    upr = jnp.minimum(upr, baseupr)
+    tdl = -jnp.maximum(tiny, jnp.minimum(Dp, Dd - t0) + slack)
+    cand = finite_or(jnp.minimum(upr, baseupr - tdl / s_s / domega(upr)), -inf)
     low = jnp.where(spos, jnp.maximum(low, cand), low)
 
     low, upr = jnp.minimum(low, upr), jnp.maximum(low, upr)
     low = jnp.clip(low, baselow, baseupr)
     upr = jnp.clip(upr, baselow, baseupr)
+    # If one side is still unbounded (only possible through float range trouble), collapse
+    # onto the finite side; the heuristic candidates then decide.
+    low = jnp.where(jnp.isfinite(low), low, upr)
+    upr = jnp.where(jnp.isfinite(upr), upr, low)
     ok = jnp.isfinite(low) & jnp.isfinite(upr)
     low = jnp.where(ok, low, 0.0)
     upr = jnp.where(ok, upr, 0.0)
-    # Without a sign change keep the better end (only happens through rounding).
-    fl, _ = _h_scaled(v0, low)
-    fu, _ = _h_scaled(v0, upr)
-    no_change = ~(fl * fu < 0)
-    pick_low = (jnp.abs(fl) < jnp.abs(fu)) | jnp.isnan(fl)
-    low2 = jnp.where(no_change & ~pick_low, upr, low)
-    upr2 = jnp.where(no_change & pick_low, low, upr)
-    return low2, upr2
+    # No explicit check for a sign change of h on [low, upr]: if rounding left none, h is
+    # monotone so the bracketed search walks to the endpoint nearer the root, which is
+    # Friberg's choice (the endpoint with the smaller |h|).
+    return low, upr
 
 
 def _solve(v0):
@@ -198,8 +226,7 @@ def _solve(v0):
     hi = jnp.where(skip, zero, hi)
     rho = bracketed_newton(lambda x: _h_scaled(v0, x), lo, hi, 0.5 * (lo + hi))
     a = _ray(rho)
-    coef = jnp.dot(v0, a) / jnp.dot(a, a)
-    vr = jnp.maximum(coef, 0.0) * a
+    vr = jnp.maximum(jnp.dot(v0, a), 0.0) * a
     dr = jnp.linalg.norm(vr - v0)
     dr = jnp.where(skip | ~jnp.isfinite(dr), inf, dr)
 
@@ -219,25 +246,38 @@ def _solve(v0):
 
 
 def _kkt_jacobian(v0, vp, rho):
-    """DΠ at a smooth boundary point vp = s_p·a(ρ) (see module docstring). -> (3, 3)."""
-    dtype = v0.dtype
-    eye = jnp.eye(3, dtype=dtype)
+    """DΠ at a smooth boundary point vp = s_p·a(ρ) (see module docstring). -> (3, 3).
+
+    Basis of the (x, y) plane: p̂ ∝ (ρ, 1) (along a(ρ)) and q̂ ∝ (1, −ρ) (the Hessian's range).
+    With b = ∇g = (e^ρ, (1−ρ)e^ρ, −1): b·p̂ = e^ρ/√(1+ρ²), b·q̂ = e^ρ(ρ²−ρ+1)/√(1+ρ²);
+    η = 1/(1 + κ‖q‖²) = s_p / (s_p + r_d(1+ρ²)). Everything is scaled by e^{−max(ρ,0)} and
+    by M = max(1, |ρ|) so that neither e^ρ nor ρ² can overflow.
+    """
     sp = jnp.maximum(vp[1], 0.0)
     rd = jnp.maximum(v0[0] - vp[0], 0.0)
-    q2 = 1 + rho * rho
-    q = jnp.stack([jnp.ones_like(rho), -rho, jnp.zeros_like(rho)]) / jnp.sqrt(q2)
-    k = rd * q2
-    gamma = _safe_div(k, sp + k)
-    W = eye - gamma * jnp.outer(q, q)
+    one = jnp.ones_like(rho)
+    p_hat = unit(jnp.stack([rho, one, jnp.zeros_like(rho)]))
+    q_hat = unit(jnp.stack([one, -rho, jnp.zeros_like(rho)]))
+    big = rho * rho + 1  # may be inf for absurd ρ; then η → 0 as it should
+    den = sp + rd * big
+    sqrt_eta = jnp.sqrt(jnp.where(den > 0, sp / jnp.where(den > 0, den, 1.0), 1.0))
+    M = jnp.maximum(1.0, jnp.abs(rho))
+    rm, im = rho / M, 1.0 / M
+    root = jnp.sqrt(rm * rm + im * im)  # √(1+ρ²)/M
     m = jnp.maximum(rho, 0.0)
-    g = jnp.stack([jnp.exp(rho - m), (1 - rho) * jnp.exp(rho - m), -jnp.exp(-m)])
-    g = g / jnp.linalg.norm(g)
-    Wg = W @ g
-    return W - jnp.outer(Wg, Wg) / jnp.dot(g, Wg)
+    e = jnp.exp(rho - m)
+    t = jnp.stack(
+        [
+            e * im / root,  # e^ρ/√(1+ρ²), scaled by e^{−m}
+            sqrt_eta * e * (rm * rm - rm * im + im * im) / root * M,  # √η e^ρ(ρ²−ρ+1)/√(1+ρ²)
+            -jnp.exp(-m),
+        ]
+    )
+    return projection_jacobian(p_hat, q_hat, sqrt_eta, t)
 
 
 @jax.custom_jvp
-def project_exp(v: jax.Array) -> jax.Array:
+def _project_exp(v: jax.Array) -> jax.Array:
     """Projection onto the exponential cone. v = (x, y, z): (3,) -> (3,).
 
     See the module docstring for the method and the derivative.
@@ -245,7 +285,7 @@ def project_exp(v: jax.Array) -> jax.Array:
     return _solve(v)[0]
 
 
-@project_exp.defjvp
+@_project_exp.defjvp
 def _project_exp_jvp(primals, tangents):
     (v,), (dv,) = primals, tangents
     vp, kind, rho = _solve(v)
@@ -253,6 +293,11 @@ def _project_exp_jvp(primals, tangents):
     diag = jnp.diag(jnp.stack([v[0] < 0, jnp.zeros((), bool), v[2] > 0]).astype(v.dtype))
     J = jnp.where(kind == 0, eye, jnp.where(kind == 1, diag, _kkt_jacobian(v, vp, rho)))
     return vp, J @ dv
+
+
+# jit so that eager calls compile the root-finding loop once per shape/dtype instead of
+# re-tracing it (its body is a fresh closure each call); a no-op inside an outer jit.
+project_exp = jax.jit(_project_exp)
 
 
 class ExponentialCone(Cone):

@@ -110,6 +110,12 @@ def _project_psd_matrix_jvp(primals, tangents):
     return out, dout
 
 
+@jax.jit
+def project_psd(v: jax.Array) -> jax.Array:
+    """Projection onto the PSD cone in svec form. v: (k(k+1)/2,) -> (k(k+1)/2,)."""
+    return svec(project_psd_matrix(smat(v)))
+
+
 class PSDCone(Cone):
     """``K = K* = {svec(X) : X ⪰ 0}`` for k×k matrices; ``dim = k(k+1)/2``.
 
@@ -126,7 +132,7 @@ class PSDCone(Cone):
         self.dim = self.order * (self.order + 1) // 2
 
     def project(self, v: jax.Array) -> jax.Array:
-        return svec(project_psd_matrix(smat(v)))
+        return project_psd(v)
 
     def __repr__(self) -> str:
         return f"PSDCone(order={self.order})"

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from ._base import Cone
 
 
+@jax.jit
 def project_soc(v: jax.Array) -> jax.Array:
     """Projection onto the second-order cone. v = (t, u): (k,) -> (k,).
 
@@ -17,21 +18,30 @@ def project_soc(v: jax.Array) -> jax.Array:
                 = 0                              if r ≤ −t     (inside the polar −K)
                 = ((t + r)/2) · (1, u/r)         otherwise     (r > |t| ≥ 0, so r > 0)
 
-    The derivative is taken by autodiff through this formula. ``r = √(‖u‖²)`` has an infinite
-    derivative at ``u = 0`` and ``u/r`` is 0/0 there; both only occur in the first two
-    branches, but ``jnp.where`` still differentiates the unused branch and ``0 · inf = NaN``
-    would leak into the gradient. Hence the "double where": the square root and the division
-    are evaluated on a harmless substitute (1) wherever ``‖u‖ = 0`` so every branch has finite
-    derivatives everywhere. At the non-smooth points the result is an element of the Clarke
-    Jacobian: the identity on ``r = t`` (including the apex 0), zero on ``r = −t``.
+    The derivative is taken by autodiff through this formula, which is arranged so that every
+    intermediate has finite derivatives everywhere (``jnp.where`` differentiates the unused
+    branches too, and ``0 · inf = NaN`` would leak into the gradient):
+
+    * ``‖u‖ = m ‖u/m‖`` with ``m = max|uᵢ|`` held constant for differentiation (‖u‖ is
+      homogeneous, so this does not change the derivative): no overflow of ‖u‖², and no
+      ``1/m²`` or ``1/r²`` factors that underflow to 1/0 for tiny u;
+    * the "double where": wherever ``u = 0`` the square root is taken of a harmless 1, not 0;
+    * the outer branch is written with the unit vector ``û = u/r`` (its derivative is O(1/r),
+      multiplied by (t + r)/2 = O(r)).
+
+    At the non-smooth points the result is an element of the Clarke Jacobian: the identity on
+    ``r = t`` (including the apex 0), zero on ``r = −t``.
     """
+    if v.shape[0] == 1:  # the ray t ≥ 0
+        return jnp.maximum(v, 0.0)
     t, u = v[0], v[1:]
-    r2 = jnp.sum(u * u)
-    pos = r2 > 0
-    r_safe = jnp.sqrt(jnp.where(pos, r2, 1.0))
-    r = jnp.where(pos, r_safe, 0.0)
-    scale = 0.5 * (t + r)
-    outside = jnp.concatenate([scale[None], (scale / r_safe) * u])
+    m = jax.lax.stop_gradient(jnp.max(jnp.abs(u)))
+    pos = m > 0
+    m_s = jnp.where(pos, m, 1.0)
+    w = u / m_s
+    n = jnp.sqrt(jnp.where(pos, jnp.sum(w * w), 1.0))  # ‖u/m‖ ≥ 1 where u ≠ 0
+    r = jnp.where(pos, m_s * n, 0.0)
+    outside = 0.5 * (t + r) * jnp.concatenate([jnp.ones_like(t)[None], w / n])
     inside = r <= t
     polar = r <= -t
     return jnp.where(inside, v, jnp.where(polar, jnp.zeros_like(v), outside))
