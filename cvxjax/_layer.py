@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import cvxpy as cp
@@ -125,6 +126,8 @@ class CvxpyLayer:
         self.on_failure = on_failure
         self.cone = ProductCone(structure.cones)
         self.check_tol = check_tol
+        self._cache = {}
+        self._cache_lock = threading.Lock()
         self.refine_steps = default_refine_steps(structure) if refine is None else int(refine)
         self._host = None
         if self.solver in HOST_BACKENDS:
@@ -217,6 +220,27 @@ class CvxpyLayer:
         # under a trace the host callback must raise (JAX then wraps the error).
         raise_in_callback = self.on_failure == "raise" and traced
         settings = {**self.solver_args, **(solver_args or {})}
+        run = self._compiled(tuple(batch_axes), settings, raise_in_callback)
+        outputs, status = run(*arrays)
+        if self.on_failure == "raise" and not traced:
+            status_np = np.asarray(status)
+            if np.any(status_np != Status.SOLVED):
+                shape = () if batch_size is None else (batch_size,)
+                raise solver_error(self.solver, status_np, shape)
+        return tuple(outputs), LayerInfo(status=status)
+
+    def _compiled(self, batch_axes, settings, raise_in_callback):
+        """The jitted solve for one calling convention, built once and cached.
+
+        Caching matters for eager calls: without it every call would re-trace the residual,
+        the cone projections and the implicit rule. Inside a user's ``jit`` or ``grad`` the
+        nested ``jax.jit`` is simply inlined/transformed.
+        """
+        key = (batch_axes, repr(sorted(settings.items())), raise_in_callback)
+        with self._cache_lock:
+            run = self._cache.get(key)
+        if run is not None:
+            return run
         structure = self.canonical.structure
         if self.solver == "JAX":
             forward = jax_qp_forward(structure, self.check_tol, settings, raise_in_callback)
@@ -228,18 +252,15 @@ class CvxpyLayer:
             data = self.canonical.data(*vals)
             (x, v), status = implicit(data)
             y = self.cone.project_dual(v)
-            return self.canonical.recover(x, y), status
+            return tuple(self.canonical.recover(x, y)), status
 
-        if batch_size is None:
-            outputs, status = solve_one(*arrays)
+        if all(axis is None for axis in batch_axes):
+            run = jax.jit(solve_one)
         else:
-            outputs, status = jax.vmap(solve_one, in_axes=batch_axes)(*arrays)
-        if self.on_failure == "raise" and not traced:
-            status_np = np.asarray(status)
-            if np.any(status_np != Status.SOLVED):
-                shape = () if batch_size is None else (batch_size,)
-                raise solver_error(self.solver, status_np, shape)
-        return tuple(outputs), LayerInfo(status=status)
+            run = jax.jit(jax.vmap(solve_one, in_axes=list(batch_axes)))
+        with self._cache_lock:
+            self._cache[key] = run
+        return run
 
     def __call__(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
         """Solve for the given parameter values; returns a tuple, one array per output."""
