@@ -55,11 +55,13 @@ def conic_residual(structure: ProgramStructure, cone):
 
 
 def robust_dense_solve(matvec, b):
-    """LU solve, falling back to minimum-norm least squares when J is (numerically) singular.
+    """LU solve, falling back to a damped least-squares solve when J is (numerically) singular.
 
     Singular J arises at degenerate solutions (see module docstring). LU then produces inf/NaN
-    or a huge, meaningless vector; the fallback (SVD-based ``lstsq``) gives the minimum-norm
-    solution instead. The check is on the relative residual of the LU solution.
+    or a huge, meaningless vector; the fallback solves ``(JᵀJ + δI) x = Jᵀb`` by Cholesky
+    (δ = √eps·‖J‖²), which is finite and, for a consistent system, close to the minimum-norm
+    solution. We avoid an SVD-based ``lstsq`` on purpose: under ``vmap`` the ``cond`` becomes a
+    ``select`` that evaluates both branches, and a batched SVD costs many LUs.
     """
     J = materialize(matvec, b)
     x = jnp.linalg.solve(J, b)
@@ -67,7 +69,14 @@ def robust_dense_solve(matvec, b):
     residual = jnp.linalg.norm(J @ x - b) / scale
     eps = jnp.finfo(b.dtype).eps
     good = jnp.all(jnp.isfinite(x)) & (residual < 1e4 * eps * b.size)
-    return jax.lax.cond(good, lambda: x, lambda: jnp.linalg.lstsq(J, b)[0])
+
+    def damped():
+        JtJ = J.T @ J
+        delta = jnp.sqrt(eps) * (jnp.trace(JtJ) / b.size + jnp.finfo(b.dtype).tiny)
+        chol = jax.scipy.linalg.cho_factor(JtJ + delta * jnp.eye(b.size, dtype=b.dtype))
+        return jax.scipy.linalg.cho_solve(chol, J.T @ b)
+
+    return jax.lax.cond(good, lambda: x, damped)
 
 
 def implicit_linear_solve(structure: ProgramStructure):
