@@ -387,3 +387,36 @@ def test_batch_failure_names_the_index_and_nan_mode_skips_it():
     np.testing.assert_allclose(sol[0], [0.0, 0.0], atol=1e-5)
     grad = jax.grad(lambda l: jnp.nansum(nan_layer(l, ups)[0]))(lows)
     assert np.all(np.isfinite(np.asarray(grad)[[0, 2]]))
+
+
+def test_pure_jax_solver_agrees_with_host_solvers():
+    """solver="JAX" (dense interior point in JAX, no host callback) against Clarabel."""
+    problem, params, outputs, values = qp_problem(seed=3)
+    jax_layer = CvxpyLayer(problem, params, outputs, solver="JAX")
+    host_layer = CvxpyLayer(problem, params, outputs, solver="CLARABEL")
+    for a, b in zip(jax.jit(jax_layer)(*values), host_layer(*values)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    argnums = tuple(range(len(values)))
+    f_jax = lambda *v: jax_layer(*v)[0]
+    f_host = lambda *v: host_layer(*v)[0]
+    for got, ref in zip(jax.jit(jax.jacrev(f_jax, argnums=argnums))(*values),
+                        jax.jacfwd(f_host, argnums=argnums)(*values)):
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+    qs = np.stack([values[1], -values[1], 2 * values[1]])
+    np.testing.assert_allclose(
+        jax.vmap(lambda q: jax_layer(values[0], q, *values[2:])[0])(qs),
+        host_layer(values[0], qs, *values[2:])[0], atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="JAX cannot handle the second-order cone"):
+        socp, sparams, soutputs, _ = socp_problem()
+        CvxpyLayer(socp, sparams, soutputs, solver="JAX")
+
+
+def test_pure_jax_solver_reports_infeasibility():
+    x = cp.Variable(2)
+    h = cp.Parameter(2)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(x)), [x >= h, x <= h - 1])
+    with pytest.raises(cvxjax.SolverError, match="PRIMAL_INFEASIBLE"):
+        CvxpyLayer(problem, [h], [x], solver="JAX")(np.zeros(2))
+    (sol,), info = CvxpyLayer(problem, [h], [x], solver="JAX", on_failure="nan").solve(np.zeros(2))
+    assert int(info.status) == int(cvxjax.Status.PRIMAL_INFEASIBLE) and np.all(np.isnan(sol))
