@@ -34,21 +34,40 @@ from ._backends._base import HostBackend, HostSolution, NO_SOLUTION, relative_kk
 from ._errors import SolverError, Status
 from ._implicit import custom_root
 from ._linear_solve import materialize, solve_bicgstab
-from ._program import A_matvec, A_rmatvec, P_matvec, ProgramData, ProgramStructure
+from ._program import (
+    A_matvec,
+    A_rmatvec,
+    P_matvec,
+    ProgramData,
+    ProgramStructure,
+    dense_A,
+    dense_P,
+)
 
 # Dense LU for the implicit system up to this many unknowns (n + m); an (n+m)² float64 matrix
 # of 3000² is 72 MB and factors in well under a second on one core.
 DENSE_LIMIT = 3000
 
 
-def conic_residual(structure: ProgramStructure, cone):
-    """Build ``F((x, v), data)`` of the module docstring for one (unbatched) instance."""
+def conic_residual(structure: ProgramStructure, cone, dense: bool = False):
+    """Build ``F((x, v), data)`` of the module docstring for one (unbatched) instance.
+
+    With ``dense=True`` P and A are scattered into dense matrices first. The values are the
+    same; what changes is the cost of *materializing* ∂F/∂z with ``jacfwd``: pushing n + m
+    tangents through the sparse gather/scatter products creates (n + m) × nnz intermediates
+    (gigabytes at n ≈ 200), while through dense products it is one matrix-matrix product.
+    """
 
     def F(z, data: ProgramData):
         x, v = z
         y = cone.project_dual(v)
-        dual_residual = P_matvec(structure, data, x) + data.q + A_rmatvec(structure, data, y)
-        primal_residual = A_matvec(structure, data, x) + y - v - data.b
+        if dense:
+            P, A = dense_P(structure, data), dense_A(structure, data)
+            dual_residual = P @ x + data.q + A.T @ y
+            primal_residual = A @ x + y - v - data.b
+        else:
+            dual_residual = P_matvec(structure, data, x) + data.q + A_rmatvec(structure, data, y)
+            primal_residual = A_matvec(structure, data, x) + y - v - data.b
         return dual_residual, primal_residual
 
     return F
@@ -215,7 +234,6 @@ def _raise_if_failed(status):
 def jax_qp_forward(structure: ProgramStructure, check_tol: float, settings, raise_errors):
     """Forward solve with the pure-JAX dense interior-point method (no host round trip)."""
     from ._backends.jax_qp import solve_qp
-    from ._program import dense_A, dense_P
 
     settings = dict(settings or {})
 
@@ -284,7 +302,7 @@ def make_implicit_solver(structure: ProgramStructure, cone, forward, refine_step
     differentiated. ``refine_steps`` Newton steps on F polish its output (:func:`newton_refine`).
     The derivative is implicit, from :func:`conic_residual`. Works under ``jit`` and ``vmap``.
     """
-    F = conic_residual(structure, cone)
+    F = conic_residual(structure, cone, dense=structure.n + structure.m <= DENSE_LIMIT)
 
     @custom_root(F, solve=implicit_linear_solve(structure), has_aux=True)
     def solve(init, data: ProgramData):
