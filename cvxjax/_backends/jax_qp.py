@@ -11,7 +11,10 @@ Problem (the canonical form of :mod:`cvxjax._program` with ``K = {0}^p × R₊^�
 Everything is dense and runs inside ``jax.jit`` / ``jax.vmap``: the iteration is a
 ``lax.while_loop`` whose carry holds a status code, so under ``vmap`` every problem of the batch
 stops changing (JAX selects the old carry for lanes whose condition is false) as soon as it has
-terminated, while the loop runs until the slowest one is done.
+terminated, while the loop runs until the slowest one is done. (On CPU, ``lax.map`` over a batch
+is often faster than ``vmap``: each problem stops at its own iteration count and its matrices
+stay in cache, whereas batched triangular solves and matvecs stream the whole batch from
+memory; on GPU ``vmap`` is the right choice.)
 
 Algorithm
 ---------
@@ -42,23 +45,26 @@ with ``W = diag(0 on equality rows, s/z on inequality rows)``. It is linear in �
     −[ (x₁ − ξ)ᵀ P (x₁ − ξ) + z₁ᵀ W z₁ + κ/τ ] < 0,       ξ = x/τ,
 
 so the scalar equation is always solvable. One factorization of K serves three solves: the
-constant right-hand side ``[−q; b]``, Mehrotra's affine predictor and the corrector (centering
-σ = (μ_aff/μ)³ plus the second-order term Δs_aff∘Δz_aff, and Δτ_aff Δκ_aff for the τκ pair).
-The step is 0.99 of the distance to the boundary of ``s, z ≥ 0, τ, κ ≥ 0``.
+constant right-hand side ``[−q; b]`` together with Mehrotra's affine predictor (one two-column
+solve), then the corrector (centering σ = (μ_aff/μ)³ plus the second-order term Δs_aff∘Δz_aff,
+and Δτ_aff Δκ_aff for the τκ pair), whose final direction is iteratively refined. The step is
+0.99 of the distance to the boundary of ``s, z ≥ 0, τ, κ ≥ 0``. The embedding is homogeneous,
+so after each step the iterate is rescaled to unit max-norm (this changes nothing but keeps
+diverging certificate directions from overflowing).
 
 **Linear algebra (dense, reduced).** K is never formed. We factor the *regularized* matrix
 
-    M = [[P + δI, A_Eᵀ, A_Iᵀ], [A_E, −δI, 0], [A_I, 0, −(W_I + δI)]]
+    M = [[P + δI, A_Eᵀ, A_Iᵀ], [A_E, −δ_E I, 0], [A_I, 0, −(W_I + δI)]]
 
 by eliminating the inequality duals (``Δz_I = D (A_I Δx − r_I)`` with ``D = (W_I + δ)⁻¹``,
 which δ caps at 1/δ) and taking a Schur complement for the equality duals:
 
-    H̃ = P + δI + A_Iᵀ D A_I + ρ A_Eᵀ A_E = L Lᵀ,        F = γ A_E H̃⁻¹ A_Eᵀ + δI = L_F L_Fᵀ,
+    H̃ = P + δI + A_Iᵀ D A_I + ρ A_Eᵀ A_E = L Lᵀ,        F = γ A_E H̃⁻¹ A_Eᵀ + δ_E I = L_F L_Fᵀ,
 
-``γ = 1 − ρδ``. Adding ``ρ A_Eᵀ × (equality rows)`` to the x-rows (the ``ρ A_EᵀA_E`` term, an
+``γ = 1 − ρδ_E``. Adding ``ρ A_Eᵀ × (equality rows)`` to the x-rows (the ``ρ A_EᵀA_E`` term, an
 exact row operation on M, compensated in the right-hand side) is what makes H̃ positive definite
 for LPs and rank-deficient P: ``H̃ ≻ 0`` whenever the KKT matrix is nonsingular, and the
-δ-regularization handles redundant equalities (F ⪰ δI) and genuinely singular K. The static
+δ-regularizations handle redundant equalities (F ⪰ δ_E I) and genuinely singular K. The static
 regularization δ ≈ √eps (relative to the equilibrated data) is what keeps the Cholesky pivots
 positive: the rounding error of the pivots is ≈ eps·max D ≤ eps/δ ≤ δ. Each solve with M is
 followed by iterative refinement against the *unregularized* K (residuals computed with the true
@@ -78,9 +84,19 @@ original units.
   ``‖Pξ + q + Aᵀζ‖∞ ≤ tol·(1 + max(‖q‖∞, ‖Pξ‖∞, ‖Aᵀζ‖∞))`` and
   ``|f_p − f_d| ≤ tol·max(1, min(|f_p|, |f_d|))`` with ``f_p = ½ξᵀPξ + qᵀξ`` and
   ``f_d = −½ξᵀPξ − bᵀζ``;
-* primal infeasible:  ``bᵀz < 0`` and ``‖Aᵀz‖∞ ≤ tol·|bᵀz|`` (equilibrated units);
-* dual infeasible (unbounded):  ``qᵀx < 0`` and ``max(‖Px‖∞, ‖Ax + s‖∞) ≤ tol·|qᵀx|``;
-* numerical error: the new iterate is not finite (the last finite iterate is returned).
+* primal infeasible:  ``bᵀz < 0`` and ``‖Aᵀz‖∞ ≤ tol_inf·|bᵀz|``;
+* dual infeasible (unbounded):  ``qᵀx < 0`` and ``max(‖Px‖∞, ‖Ax + s‖∞) ≤ tol_inf·|qᵀx|``
+  (``s ≥ 0`` on inequality rows and ``s = 0`` on equality rows, so this bounds ``A_E x`` and
+  the positive part of ``A_I x``);
+* numerical error: the new iterate is not finite (the last finite iterate is returned);
+* max iterations: none of the above after ``max_iter`` iterations (the last iterate is
+  returned).
+
+The certificate tests are applied to the (unit-norm) iterate itself in equilibrated units, with
+``tol_inf = max(tol, δ)`` (δ ≈ √eps, see below): they involve cancellations (``Aᵀz ≈ 0`` from
+``z`` that the regularized solves can make ≈ 1/δ larger than the data) that cannot be resolved
+more finely. In the HSDE the iterates of an infeasible problem converge to such a certificate
+with τ → 0 instead of diverging, which is what makes this test reliable.
 """
 
 from __future__ import annotations
@@ -112,6 +128,7 @@ _STEP_FRACTION = 0.99
 # Weight of the augmentation ρ A_EᵀA_E. The data are equilibrated (rows of A have ∞-norm ≈ 1),
 # so ρ = 1 makes the augmentation comparable to the rest of H̃ without swamping it.
 _RHO = 1.0
+# Weight of the proximal term ½‖x‖² of the least-squares starting point (equilibrated units).
 _INIT_PROX = 1.0
 
 
@@ -120,10 +137,11 @@ class KKTFactor(NamedTuple):
 
     It factors (in the equilibrated variables, see :func:`kkt_solve` for the original ones)::
 
-        M = [[P̂ + δI, Âᵀ], [Â, −(Ŵ + δI)]],   Ŵ = diag(0 on equality rows, ŝ/ẑ on inequality rows)
+        M = [[P̂ + δI, Âᵀ], [Â, −(Ŵ + Δ)]],   Ŵ = diag(0 on equality rows, ŝ/ẑ on inequality rows),
+                                              Δ = diag(δ_E on equality rows, δ on inequality rows)
 
     as ``H̃ = P̂ + δI + Â_Iᵀ D Â_I + ρ Â_EᵀÂ_E = L Lᵀ`` (``D = (Ŵ_I + δ)⁻¹``) and
-    ``F = γ Â_E H̃⁻¹ Â_Eᵀ + δI = L_F L_Fᵀ``. With the refinement of :func:`kkt_solve` it solves the
+    ``F = γ Â_E H̃⁻¹ Â_Eᵀ + δ_E I = L_F L_Fᵀ`` (γ = 1 − ρδ_E). With the refinement of :func:`kkt_solve` it solves the
     Newton (= implicit-differentiation) system of the KKT conditions at the solution,
     ``[[P, Aᵀ], [A, −W]]`` with ``W = diag(0, s/y)`` in original units.
 
@@ -136,7 +154,8 @@ class KKTFactor(NamedTuple):
       col_scale: (n,) equilibration of the variables: ``x = col_scale · x̂``.
       row_scale: (m,) equilibration of the rows: ``Â = diag(row_scale) A diag(col_scale)``.
       cost_scale: () objective scaling c: ``P̂ = c·diag(col) P diag(col)``, ``q̂ = c·col·q``.
-      reg: () the static regularization δ.
+      reg: () the static regularization δ of the x-block and the inequality block.
+      reg_eq: () the static regularization δ_E of the equality block.
     """
 
     L: jax.Array
@@ -148,6 +167,7 @@ class KKTFactor(NamedTuple):
     row_scale: jax.Array
     cost_scale: jax.Array
     reg: jax.Array
+    reg_eq: jax.Array
 
 
 class QPSolution(NamedTuple):
@@ -199,10 +219,19 @@ def _norm_inf(v):
 
 
 def _regularization(dtype):
+    """Static regularizations (δ, δ_E) of M, in equilibrated units."""
+    eps = float(jnp.finfo(dtype).eps)
     # δ ≈ √eps: the smallest value for which the Cholesky pivots of H̃ (whose largest entries
     # are ≈ max D ≤ 1/δ) stay above their rounding error eps/δ. float64: 1.5e-8 (Clarabel uses
     # 1e-8); float32: 3.5e-4, with iterative refinement recovering the unregularized direction.
-    return math.sqrt(float(jnp.finfo(dtype).eps))
+    delta = math.sqrt(eps)
+    # The equality block only enters F = γ A_E H̃⁻¹ A_Eᵀ + δ_E I, whose other eigenvalues are at
+    # most 1/ρ, so δ_E can be much smaller: eps^(3/4) keeps F's pivots far above eps. A small
+    # δ_E matters for inconsistent equalities: the regularized problem is then "feasible" with
+    # duals ≈ 1/δ_E, and the iterates stall at a Farkas residual ≈ δ_E instead of converging
+    # to the certificate, which must still pass the √eps infeasibility test.
+    delta_eq = eps ** 0.75
+    return delta, delta_eq
 
 
 def _equilibrate(P, q, A, b):
@@ -247,12 +276,13 @@ def _factor(data: _Data, p: int, w_I, reg, prox):
     (1,1)-block shift (δ in the iterations; 1 for the proximal initial point)."""
     A_E, A_I = data.A[:p], data.A[p:]
     n = data.P.shape[0]
-    d = 1.0 / (w_I + reg)
+    delta, delta_eq = reg
+    d = 1.0 / (w_I + delta)
     H = data.P + data.AtA_E + (A_I.T * d) @ A_I + prox * jnp.eye(n, dtype=data.P.dtype)
     L = lax.linalg.cholesky(H, symmetrize_input=False)
     if p:
         LE = solve_triangular(L, A_E.T, lower=True)
-        F = (1.0 - _RHO * reg) * (LE.T @ LE) + reg * jnp.eye(p, dtype=H.dtype)
+        F = (1.0 - _RHO * delta_eq) * (LE.T @ LE) + delta_eq * jnp.eye(p, dtype=H.dtype)
         LF = lax.linalg.cholesky(F, symmetrize_input=False)
     else:
         LE = jnp.zeros((n, 0), H.dtype)
@@ -272,7 +302,7 @@ def _solve_reg(data: _Data, p: int, fac, reg, r1, r2):
         # F v_E = A_E H̃⁻¹ r̃1 − r2_E, then H̃ u = r̃1 − γ A_Eᵀ v_E.
         vE = solve_triangular(LF, LE.T @ t - r2E, lower=True)
         vE = solve_triangular(LF, vE, lower=True, trans=1)
-        t = t - (1.0 - _RHO * reg) * (LE @ vE)
+        t = t - (1.0 - _RHO * reg[1]) * (LE @ vE)
     else:
         vE = r2E
     u = solve_triangular(L, t, lower=True, trans=1)
@@ -337,16 +367,24 @@ def _residuals(data: _Data, st: _State) -> _Residuals:
 
 
 def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
-    """Termination test of the current iterate (see the module docstring)."""
+    """Termination test of the current iterate (see the module docstring).
+
+    Returns (status int32, finite bool): ``finite`` is False if the iterate or its residuals
+    contain inf/NaN (every entry enters one of the norms below, which propagate them)."""
     col, row, c = scal
     q_norm, b_norm = norms
     tau = st.tau
+    # All ∞-norms in two reductions (one over m-vectors, one over n-vectors): every reduction
+    # is a separate kernel (two on CPU), which costs both run time and compile time.
     # Original units: x = col·x̂, s = ŝ/row, y = row·ẑ/c; residual rows scale likewise.
-    pres = _norm_inf(r.rz / row) / tau
-    dres = _norm_inf(r.rx / col) / (c * tau)
-    pnorm = jnp.maximum(b_norm, jnp.maximum(_norm_inf(r.Ax / row), _norm_inf(st.s / row)) / tau)
-    dnorm = jnp.maximum(q_norm, jnp.maximum(_norm_inf(r.Px / col), _norm_inf(r.Atz / col))
-                        / (c * tau))
+    nm = jnp.max(jnp.abs(jnp.stack([r.rz / row, r.Ax / row, st.s / row, r.Ax + st.s, st.z])),
+                 axis=1, initial=0.0)
+    nn = jnp.max(jnp.abs(jnp.stack([r.rx / col, r.Px / col, r.Atz / col, r.Atz, r.Px, st.x])),
+                 axis=1, initial=0.0)
+    pres = nm[0] / tau
+    dres = nn[0] / (c * tau)
+    pnorm = jnp.maximum(b_norm, jnp.maximum(nm[1], nm[2]) / tau)
+    dnorm = jnp.maximum(q_norm, jnp.maximum(nn[1], nn[2]) / (c * tau))
     f_p = (0.5 * r.xPx / tau**2 + r.qx / tau) / c
     f_d = (-0.5 * r.xPx / tau**2 - r.bz / tau) / c
     solved = (
@@ -357,31 +395,27 @@ def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
     # Certificates are checked on the unnormalized iterate, in equilibrated units (where the
     # data are O(1), so that an absolute threshold makes sense).
     tiny = jnp.finfo(tau.dtype).tiny
-    primal_inf = (r.bz < -tiny) & (_norm_inf(r.Atz) <= tol_inf * (-r.bz))
-    dual_inf = (r.qx < -tiny) & (
-        jnp.maximum(_norm_inf(r.Px), _norm_inf(r.Ax + st.s)) <= tol_inf * (-r.qx)
-    )
+    primal_inf = (r.bz < -tiny) & (nn[3] <= tol_inf * (-r.bz))
+    dual_inf = (r.qx < -tiny) & (jnp.maximum(nn[4], nm[3]) <= tol_inf * (-r.qx))
     status = jnp.where(
         solved, SOLVED,
         jnp.where(primal_inf, PRIMAL_INFEASIBLE, jnp.where(dual_inf, DUAL_INFEASIBLE, _RUNNING)),
     )
-    return status.astype(jnp.int32)
+    finite = jnp.isfinite(jnp.sum(nm) + jnp.sum(nn) + r.rtau + tau + st.kappa)
+    return status.astype(jnp.int32), finite
 
 
-def _initial_point(data: _Data, p: int, reg, refine):
-    """Proximal least-squares start: with W_I = I and a unit prox term, solve
+def _initial_point(data: _Data, p: int, reg):
+    """Proximal least-squares start: with W_I = I and a unit prox term, solve (approximately:
+    one solve with the regularized M, no refinement, as the start need not be exact)
     ``min ½xᵀPx + ½‖x‖² + qᵀx + ½‖A_I x − b_I‖²  s.t. A_E x = b_E``, set ``s_I = b_I − A_I x``,
     ``z_I = −s_I``, then shift both into the interior (CVXOPT/Clarabel's rule, min entry ≥ 1);
-    τ = κ = 1. The unit prox term keeps x bounded for LPs (Clarabel/CVXOPT use P alone)."""
+    τ = κ = 1. The prox term keeps x bounded for LPs (Clarabel/CVXOPT use P alone)."""
     m = data.A.shape[0]
-    n = data.P.shape[0]
     dtype = data.P.dtype
-    ell = m - p
-    w_I = jnp.ones((ell,), dtype)
+    w_I = jnp.ones((m - p,), dtype)
     fac = _factor(data, p, w_I, reg, _INIT_PROX)
-    # The system solved by fac has (1,1) block P + I; refine against that same matrix.
-    prox = data._replace(P=data.P + _INIT_PROX * jnp.eye(n, dtype=dtype))
-    u, v = _solve(prox, p, fac, reg, w_I, -data.q[:, None], data.b[:, None], refine)
+    u, v = _solve_reg(data, p, fac, reg, -data.q[:, None], data.b[:, None])
     x, z = u[:, 0], v[:, 0]
     s_I = -z[p:]
     z_I = z[p:]
@@ -400,7 +434,7 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     tau, kappa = st.tau, st.kappa
     mu = (s_I @ z_I + tau * kappa) / (ell + 1)
     w_I = s_I / z_I
-    fac = _factor(data, p, w_I, reg, reg)
+    fac = _factor(data, p, w_I, reg, reg[0])
     xi = st.x / tau
     Pxi = r.Px / tau
 
@@ -438,10 +472,8 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
         return dx, dz, ds_I, dtau, dkappa
 
     def max_step(dz, ds_I, dtau, dkappa):
-        return jnp.minimum(
-            jnp.minimum(_max_step(s_I, ds_I), _max_step(z_I, dz[p:])),
-            jnp.minimum(_max_step(tau[None], dtau[None]), _max_step(kappa[None], dkappa[None])),
-        )
+        return _max_step(jnp.concatenate([s_I, z_I, tau[None], kappa[None]]),
+                         jnp.concatenate([ds_I, dz[p:], dtau[None], dkappa[None]]))
 
     # Predictor: target complementarity 0.
     _, dz_a, ds_a, dtau_a, dkappa_a = direction(U[:, 1], V[:, 1], r.rtau, d_s_aff, tau * kappa)
@@ -471,19 +503,12 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     # scale-equivariant. Renormalizing to max-entry 1 therefore changes nothing except that the
     # iterates cannot overflow when they diverge along an infeasibility certificate (the
     # regularized K⁻¹ amplifies such directions by up to 1/δ per iteration).
-    lam = jnp.maximum(
-        jnp.maximum(_norm_inf(new.x), jnp.maximum(_norm_inf(new.z), _norm_inf(new.s))),
-        jnp.maximum(new.tau, new.kappa),
-    )
+    lam = _norm_inf(jnp.concatenate([new.x, new.z, new.s, new.tau[None], new.kappa[None]]))
     return jax.tree_util.tree_map(lambda a: a / lam, new)
 
 
-def _all_finite(tree):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in jax.tree_util.tree_leaves(tree)]))
-
-
 def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
-             refine: int = 1) -> QPSolution:
+             refine: int | None = None) -> QPSolution:
     """Solve a dense convex QP with equality and inequality constraints.
 
     ``minimize ½xᵀPx + qᵀx  s.t.  A[:n_zero] x = b[:n_zero],  A[n_zero:] x ≤ b[n_zero:]``,
@@ -500,7 +525,8 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
         module docstring); default 1e-8 in float64, 1e-5 in float32. May be a traced scalar.
         Infeasibility certificates use ``max(tol, √eps)``.
       max_iter: static maximum number of interior-point iterations.
-      refine: static number of iterative-refinement steps applied to each search direction.
+      refine: static number of iterative-refinement steps applied to each search direction;
+        default 1 in float64, 2 in float32.
 
     Returns:
       :class:`QPSolution` (x (n,), y (m,), s (m,), status, iterations, kkt_factor). The dtype is
@@ -519,11 +545,15 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
         raise ValueError(f"n_zero={n_zero} must be in [0, m={m}]")
     if tol is None:
         tol = 1e-8 if jnp.finfo(dtype).bits >= 64 else 1e-5
+    if refine is None:
+        # float32's δ ≈ 3.5e-4 is far from the unregularized K: one refinement step is not always
+        # enough to reach tol (without any, float32 solves often stall).
+        refine = 1 if jnp.finfo(dtype).bits >= 64 else 2
     reg = _regularization(dtype)
+    tol = jnp.asarray(tol, dtype)
     # Certificates are ratios of quantities that suffer cancellation (Aᵀz ≈ 0 from z of size up
     # to 1/δ), so they cannot be verified below ≈ √eps: float32 needs the looser threshold.
-    tol = jnp.asarray(tol, dtype)
-    tol_inf = jnp.maximum(tol, reg)
+    tol_inf = jnp.maximum(tol, reg[0])
 
     P = 0.5 * (P + P.T)
     col, row, c = _equilibrate(P, q, A, b)
@@ -534,26 +564,30 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
     scal = (col, row, c)
     norms = (_norm_inf(q), _norm_inf(b))
 
-    # The starting point need not be accurate: no refinement.
-    st0 = _initial_point(data, p, reg, 0)
+    st0 = _initial_point(data, p, reg)
     r0 = _residuals(data, st0)
-    status0 = _status(data, st0, r0, scal, norms, tol, tol_inf)
+    # (The starting point is not tested for termination: it never is optimal, and testing it
+    # would cost a second copy of the termination code in the compiled program.)
+    status0 = jnp.int32(_RUNNING)
 
     def cond(carry):
-        _, _, k, status = carry
+        _, _, _, k, status = carry
         return (status == _RUNNING) & (k < max_iter)
 
+    # On a non-finite step the loop stops with NUMERICAL_ERROR and the previous iterate is
+    # returned: the carry keeps it (st_prev) rather than selecting per leaf in every iteration.
     def body(carry):
-        st, r, k, _ = carry
+        _, st, r, k, _ = carry
         new = _iterate(data, p, st, r, reg, refine)
         r_new = _residuals(data, new)
-        ok = _all_finite((new, r_new.rx, r_new.rz, r_new.rtau))
-        status = jnp.where(ok, _status(data, new, r_new, scal, norms, tol, tol_inf), NUMERICAL_ERROR)
-        st = jax.tree_util.tree_map(lambda a, b_: jnp.where(ok, a, b_), new, st)
-        r = jax.tree_util.tree_map(lambda a, b_: jnp.where(ok, a, b_), r_new, r)
-        return st, r, k + 1, status.astype(jnp.int32)
+        status, finite = _status(data, new, r_new, scal, norms, tol, tol_inf)
+        status = jnp.where(finite, status, NUMERICAL_ERROR).astype(jnp.int32)
+        return st, new, r_new, k + 1, status
 
-    st, r, iters, status = lax.while_loop(cond, body, (st0, r0, jnp.int32(0), status0))
+    st_prev, st, r, iters, status = lax.while_loop(
+        cond, body, (st0, st0, r0, jnp.int32(0), status0))
+    failed = status == NUMERICAL_ERROR
+    st = jax.tree_util.tree_map(lambda a, b_: jnp.where(failed, a, b_), st_prev, st)
     status = jnp.where(status == _RUNNING, MAX_ITER, status).astype(jnp.int32)
 
     # Map back to original units (x = col·x̂/τ, s = ŝ/(row τ), y = row·ẑ/(c τ)).
@@ -572,9 +606,10 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
     s_out = jnp.where(pinf, zeros_m, jnp.where(dinf, s_cert, s_sol))
 
     w_I = st.s[p:] / st.z[p:]
-    L, LE, LF, d = _factor(data, p, w_I, reg, reg)
+    L, LE, LF, d = _factor(data, p, w_I, reg, reg[0])
     factor = KKTFactor(L=L, LE=LE, LF=LF, d=d, w=w_I, col_scale=col, row_scale=row,
-                       cost_scale=c, reg=jnp.asarray(reg, dtype))
+                       cost_scale=c, reg=jnp.asarray(reg[0], dtype),
+                       reg_eq=jnp.asarray(reg[1], dtype))
     return QPSolution(x=x_out, y=y_out, s=s_out, status=status, iterations=iters,
                       kkt_factor=factor)
 
@@ -613,7 +648,7 @@ def kkt_solve(factor: KKTFactor, P, A, n_zero: int, r1, r2, *, refine: int = 2):
     data = _Data(P=c * (P * col[:, None] * col[None, :]), q=jnp.zeros(P.shape[0], dtype),
                  A=As, b=jnp.zeros(A.shape[0], dtype), AtA_E=jnp.zeros_like(P))
     fac = (factor.L, factor.LE, factor.LF, factor.d)
-    u, v = _solve(data, p, fac, factor.reg, factor.w, c * col[:, None] * r1, row[:, None] * r2,
+    u, v = _solve(data, p, fac, (factor.reg, factor.reg_eq), factor.w, c * col[:, None] * r1, row[:, None] * r2,
                   refine)
     u = col[:, None] * u
     v = row[:, None] * v / c
