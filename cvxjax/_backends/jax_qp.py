@@ -141,9 +141,10 @@ class KKTFactor(NamedTuple):
                                               Δ = diag(δ_E on equality rows, δ on inequality rows)
 
     as ``H̃ = P̂ + δI + Â_Iᵀ D Â_I + ρ Â_EᵀÂ_E = L Lᵀ`` (``D = (Ŵ_I + δ)⁻¹``) and
-    ``F = γ Â_E H̃⁻¹ Â_Eᵀ + δ_E I = L_F L_Fᵀ`` (γ = 1 − ρδ_E). With the refinement of :func:`kkt_solve` it solves the
-    Newton (= implicit-differentiation) system of the KKT conditions at the solution,
-    ``[[P, Aᵀ], [A, −W]]`` with ``W = diag(0, s/y)`` in original units.
+    ``F = γ Â_E H̃⁻¹ Â_Eᵀ + δ_E I = L_F L_Fᵀ`` (γ = 1 − ρδ_E). With the refinement of
+    :func:`kkt_solve` it solves the Newton (= implicit-differentiation) system of the KKT
+    conditions at the solution, ``[[P, Aᵀ], [A, −W]]`` with ``W = diag(0, s/y)`` in original
+    units.
 
     Attributes:
       L: (n, n) lower Cholesky factor of H̃.
@@ -182,7 +183,7 @@ class QPSolution(NamedTuple):
         For status 2, ``y`` is a Farkas certificate normalized to ``bᵀy = −1``
         (``Aᵀy ≈ 0``, ``y_I ≥ 0``) and ``x = s = 0``. For status 3, ``x`` is a direction of
         unboundedness normalized to ``qᵀx = −1`` (``Px ≈ 0``, ``A_E x ≈ 0``, ``A_I x ≲ 0``),
-        ``s = −Ax`` and ``y = 0``.
+        ``s = max(−Ax, 0)`` on the inequality rows (0 on the equality rows) and ``y = 0``.
       iterations: int32 scalar: number of interior-point iterations taken.
       kkt_factor: :class:`KKTFactor` of the KKT matrix at the returned iterate (computed after
         the loop; under ``jit`` it costs nothing if unused, XLA removes it).
@@ -320,7 +321,10 @@ def _solve(data: _Data, p: int, fac, reg, w_I, r1, r2, refine: int):
 def _refine(data: _Data, p: int, fac, reg, w_I, u, v, r1, r2, refine: int):
     """``refine`` steps of iterative refinement of an approximate solution (u, v) of
     K [u; v] = [r1; r2]. Each step costs two matvecs with A, one with P and a solve with M; the
-    error contracts by ≈ ‖I − M⁻¹K‖, which is O(δ) away from the singular directions of K."""
+    error contracts by ≈ ‖I − M⁻¹K‖, which is O(δ) away from the singular directions of K.
+    The residual is recomputed with K rather than taken as the known difference [δu; −Δv]
+    between M and K: that would undo only the regularization, not the rounding error of the
+    ill-conditioned solve with M (≈ eps/δ relative), and float32 solves then often stall."""
     w = jnp.concatenate([jnp.zeros((p,), w_I.dtype), w_I])[:, None]
     for _ in range(refine):
         e1 = r1 - (data.P @ u + data.A.T @ v)
@@ -392,8 +396,8 @@ def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
         & (dres <= tol * (1.0 + dnorm))
         & (jnp.abs(f_p - f_d) <= tol * jnp.maximum(1.0, jnp.minimum(jnp.abs(f_p), jnp.abs(f_d))))
     )
-    # Certificates are checked on the unnormalized iterate, in equilibrated units (where the
-    # data are O(1), so that an absolute threshold makes sense).
+    # Certificates are checked on the (unit max-norm) homogeneous iterate itself, not on x/τ,
+    # in equilibrated units (where the data are O(1), so that an absolute threshold makes sense).
     tiny = jnp.finfo(tau.dtype).tiny
     primal_inf = (r.bz < -tiny) & (nn[3] <= tol_inf * (-r.bz))
     dual_inf = (r.qx < -tiny) & (jnp.maximum(nn[4], nm[3]) <= tol_inf * (-r.qx))
@@ -435,7 +439,6 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     mu = (s_I @ z_I + tau * kappa) / (ell + 1)
     w_I = s_I / z_I
     fac = _factor(data, p, w_I, reg, reg[0])
-    xi = st.x / tau
     Pxi = r.Px / tau
 
     def rhs_z(d_z, d_s):
@@ -450,9 +453,15 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     R2 = jnp.stack([data.b, rhs_z(r.rz, d_s_aff)], axis=1)
     U, V = _solve_reg(data, p, fac, reg, R1, R2)
     x1, z1 = U[:, 0], V[:, 0]
-    # Coefficient of Δτ in the τ-row, in the provably negative form (module docstring).
-    dx1 = x1 - xi
-    denom = -(jnp.maximum(dx1 @ (data.P @ dx1), 0.0) + z1[p:] @ (w_I * z1[p:]) + kappa / tau)
+    # Coefficient of Δτ in the τ-row, in the provably negative form (module docstring), with
+    # (x₁ − ξ)ᵀP(x₁ − ξ) = x₁ᵀPx₁ − 2ξᵀPx₁ + ξᵀPξ. x₁ solves M exactly, so its two block rows
+    # (P + δI)x₁ + Aᵀz₁ = −q and Ax₁ − (W + Δ)z₁ = b give x₁ᵀPx₁ and Px₁ without a matvec:
+    #   x₁ᵀPx₁ = −qᵀx₁ − bᵀz₁ − z₁ᵀ(W + Δ)z₁ − δ‖x₁‖².
+    delta, delta_eq = reg
+    wz1 = jnp.concatenate([delta_eq * z1[:p], (w_I + delta) * z1[p:]])
+    x1Px1 = -(data.q @ x1) - data.b @ z1 - z1 @ wz1 - delta * (x1 @ x1)
+    dx1Pdx1 = x1Px1 - 2.0 * (Pxi @ x1) + r.xPx / tau**2
+    denom = -(jnp.maximum(dx1Pdx1, 0.0) + z1[p:] @ (w_I * z1[p:]) + kappa / tau)
     g = data.q + 2.0 * Pxi
 
     def direction(x2, z2, d_tau, d_s, d_kappa, refine_rhs=None):
@@ -532,6 +541,7 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
       :class:`QPSolution` (x (n,), y (m,), s (m,), status, iterations, kkt_factor). The dtype is
       the common floating dtype of the inputs.
     """
+    P, q, A, b = (jnp.asarray(v) for v in (P, q, A, b))
     dtype = jnp.result_type(P, q, A, b)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
@@ -594,7 +604,8 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
     x_sol = col * st.x / st.tau
     s_sol = st.s / (row * st.tau)
     y_sol = row * st.z / (c * st.tau)
-    # Certificates: normalized unnormalized-iterate directions (see QPSolution).
+    # Certificates are the iterate's own directions in original units, normalized so that
+    # bᵀy = −1 resp. qᵀx = −1 (qᵀ(col·x̂) = q̂ᵀx̂ / c, bᵀ(row·ẑ) = b̂ᵀẑ).
     y_cert = row * st.z / jnp.where(r.bz < 0, -r.bz, 1.0)
     x_cert = col * st.x / jnp.where(r.qx < 0, -r.qx / c, 1.0)
     zeros_n, zeros_m = jnp.zeros_like(x_sol), jnp.zeros_like(s_sol)
@@ -648,8 +659,8 @@ def kkt_solve(factor: KKTFactor, P, A, n_zero: int, r1, r2, *, refine: int = 2):
     data = _Data(P=c * (P * col[:, None] * col[None, :]), q=jnp.zeros(P.shape[0], dtype),
                  A=As, b=jnp.zeros(A.shape[0], dtype), AtA_E=jnp.zeros_like(P))
     fac = (factor.L, factor.LE, factor.LF, factor.d)
-    u, v = _solve(data, p, fac, (factor.reg, factor.reg_eq), factor.w, c * col[:, None] * r1, row[:, None] * r2,
-                  refine)
+    u, v = _solve(data, p, fac, (factor.reg, factor.reg_eq), factor.w, c * col[:, None] * r1,
+                  row[:, None] * r2, refine)
     u = col[:, None] * u
     v = row[:, None] * v / c
     return (u[:, 0], v[:, 0]) if vec else (u, v)
