@@ -16,3 +16,15 @@ def central_fd_jacobian(fun, x, eps=1e-6):
         step[idx] = eps
         jac[(...,) + idx] = (np.asarray(fun(x + step)) - np.asarray(fun(x - step))) / (2 * eps)
     return jac
+
+
+def load_example(name):
+    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cvxjax_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
