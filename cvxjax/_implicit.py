@@ -105,7 +105,8 @@ def root_jvp(
       args: tuple of the positional arguments θ of F.
       tangents: tuple, same structure as ``args``: the input tangents dθ.
       solve: linear solver name or callable (see :mod:`cvxjax.linear_solve`); default ``"lu"``.
-      kwargs / kwargs_tangents: keyword arguments of F and their tangents.
+      kwargs: keyword arguments of F (a dict), or ``None``.
+      kwargs_tangents: tangents of ``kwargs`` (default: zero).
 
     Returns:
       The tangent dz, a pytree like ``root``. It is linear and transposable in ``tangents``,
@@ -139,8 +140,12 @@ def root_vjp(
     through :func:`custom_root`; exposed for users assembling their own rules.
 
     Args:
-      optimality_fun, root, args, solve, kwargs: as in :func:`root_jvp`.
+      optimality_fun: as in :func:`root_jvp`.
+      root: as in :func:`root_jvp`.
+      args: as in :func:`root_jvp`.
       cotangent: pytree like ``root``.
+      solve: as in :func:`root_jvp`.
+      kwargs: as in :func:`root_jvp`.
 
     Returns:
       A tuple with one cotangent per element of ``args`` (and, if ``kwargs`` is given, a
