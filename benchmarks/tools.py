@@ -170,6 +170,8 @@ def _as_batch(x) -> np.ndarray:
 
 
 def _build_cvxjax(tool: Tool, inst: Instance) -> Built:
+    import jax.numpy as jnp
+
     import cvxjax
 
     try:
@@ -181,7 +183,9 @@ def _build_cvxjax(tool: Tool, inst: Instance) -> Built:
             raise Unavailable(f"solver {tool.solver!r} not offered by this cvxjax: {err}")
         raise
     fwd, grad = _jax_callables(lambda *p: layer(*p)[0], len(inst.parameters), True)
-    resolved = getattr(layer, "solver", tool.solver)
+    # The solver the calls below actually run (solver=None picks per dtype; float64 here).
+    solver_for = getattr(layer, "solver_for", None)
+    resolved = solver_for(jnp.float64) if solver_for else getattr(layer, "solver", tool.solver)
     return Built(fwd, grad, _as_batch, {"resolved_solver": str(resolved)})
 
 

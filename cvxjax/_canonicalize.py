@@ -220,6 +220,28 @@ class CanonicalProblem:
             b=w[nP + n + nA : nP + n + nA + m],
         )
 
+    def constant_A_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which entries of A do not depend on the parameters, and their values.
+
+        Returns ``(mask, values)``, both (nnz_A,): ``mask[k]`` is True when entry k of A is the
+        same for every parameter value (its row of the data map only touches the constant
+        column), ``values[k]`` is that value (0 where ``mask`` is False). Used to eliminate
+        variables through equality rows whose pivot can never vanish.
+        """
+        s = self.structure
+        M = self._data_map.to_scipy().tocsr()
+        start = s.P_rows.size + s.n
+        block = M[start : start + s.A_rows.size]
+        constant_col = block.shape[1] - 1
+        block = sp.coo_array(block)
+        touches_param = np.zeros(s.A_rows.size, dtype=bool)
+        touches_param[block.row[(block.col != constant_col) & (block.data != 0)]] = True
+        values = np.zeros(s.A_rows.size)
+        at_one = block.col == constant_col
+        np.add.at(values, block.row[at_one], block.data[at_one])
+        values[touches_param] = 0.0
+        return ~touches_param, values
+
     def objective_offset(self, *param_values) -> jax.Array:
         """The constant ``d(θ)`` of the canonical objective (scalar, affine in θ)."""
         return self._offset_map(self._param_vector(param_values))[0]

@@ -19,13 +19,23 @@ from ._canonicalize import canonicalize
 from ._cones import ProductCone
 from ._errors import Status
 from ._solve import (
+    DENSE_LIMIT,
     HostBatchSolver,
     default_refine_steps,
+    elimination,
     host_forward,
     jax_qp_forward,
-    make_implicit_solver,
+    make_solution_map,
+    raise_if_failed,
+    restricted,
     solver_error,
 )
+
+# Automatic choice (solver=None): the pure-JAX solver for QPs whose reduced dense program is at
+# most this large; its cost per iteration grows like n³, a sparse host solver's like nnz(L).
+AUTO_JAX_MAX_VARIABLES = 300
+DEFAULT_CHECK_TOL = 1e-6
+AUTO_JAX_MAX_CONSTRAINTS = 600
 
 HOST_BACKENDS = {b.name: b for b in (ClarabelBackend, ScsBackend, OsqpBackend)}
 # "JAX": the pure-JAX dense interior-point QP solver (jit/vmap native, no host round trip).
@@ -73,19 +83,24 @@ class CvxpyLayer:
         will be passed.
       variables: the outputs: ``cp.Variable``s of the problem and/or dual variables of its
         constraints.
-      solver: ``None`` (choose automatically: Clarabel, an accurate interior-point method
-        that handles every cone), ``"CLARABEL"``, ``"SCS"``, ``"OSQP"`` (QPs only) — these
-        run on the host through ``jax.pure_callback`` — or ``"JAX"``, a pure-JAX dense
-        interior-point method for QPs (no host round trip; runs on GPU/TPU).
+      solver: ``None`` (choose automatically: for QPs whose reduced dense form has at most
+        ``AUTO_JAX_MAX_VARIABLES`` variables and ``AUTO_JAX_MAX_CONSTRAINTS`` rows, called
+        with float64 values and no ``solver_args``, the pure-JAX solver; otherwise Clarabel,
+        an accurate interior-point method that handles every cone; :meth:`solver_for` tells
+        which), ``"CLARABEL"``, ``"SCS"``, ``"OSQP"`` (QPs only) — these run on the host
+        through ``jax.pure_callback`` — or ``"JAX"``, a pure-JAX dense interior-point method
+        for QPs (no host round trip; runs on GPU/TPU).
       solver_args: options passed to the solver (its own names, e.g. ``{"eps_abs": 1e-6}``
         for OSQP/SCS, ``{"tol_feas": 1e-7}`` for Clarabel); may also be given per call.
       on_failure: ``"raise"`` (default) raises :class:`cvxjax.SolverError` when any problem
         is infeasible, unbounded or not solved accurately; ``"nan"`` returns NaN for the
-        failed problems instead (their gradients are NaN too) so a training loop can skip
+        failed problems instead (their gradients are NaN too; a loss that masks them out gives
+        finite gradients for parameters shared across the batch) so a training loop can skip
         them, with the statuses available from :meth:`solve`.
       check_tol: largest accepted relative KKT residual of a returned solution (primal,
         dual and gap residuals; see ``relative_kkt_residual``). Solutions above it count as
-        failures: a loose solution would give wrong derivatives.
+        failures: a loose solution would give wrong derivatives. Default 1e-6, and 1e-4 for
+        the pure-JAX solver called in float32 (its own float32 tolerance is 1e-5).
       max_workers: host threads for solving a batch (default: up to 2).
       refine: number of semismooth Newton steps on the optimality residual applied to the
         solver's output (in JAX, dense). Default: 1 for problems with second-order, PSD,
@@ -110,7 +125,7 @@ class CvxpyLayer:
         solver: Optional[str] = None,
         solver_args: Optional[Mapping[str, Any]] = None,
         on_failure: str = "raise",
-        check_tol: float = 1e-6,
+        check_tol: Optional[float] = None,
         max_workers: Optional[int] = None,
         refine: Optional[int] = None,
     ):
@@ -125,15 +140,34 @@ class CvxpyLayer:
         self.solver_args = dict(solver_args or {})
         self.on_failure = on_failure
         self.cone = ProductCone(structure.cones)
-        self.check_tol = check_tol
+        self.check_tol = DEFAULT_CHECK_TOL if check_tol is None else float(check_tol)
+        # The pure-JAX solver in float32 stops at a relative tolerance of 1e-5, so its default
+        # check is looser there; an explicit check_tol applies everywhere.
+        self._jax_float32_check_tol = 1e-4 if check_tol is None else float(check_tol)
         self._cache = {}
         self._cache_lock = threading.Lock()
         self.refine_steps = default_refine_steps(structure) if refine is None else int(refine)
+        # Dense path (small problems, and the dense pure-JAX solver): eliminate the variables
+        # that equality rows define (cvxjax._reduce) before solving and differentiating.
+        dense = self.solver == "JAX" or structure.n + structure.m <= DENSE_LIMIT
+        self._elimination = elimination(self.canonical) if dense else None
+        # solver=None: small dense QPs go to the pure-JAX solver (no host round trip, no
+        # per-problem Python; measured faster than Clarabel up to these sizes, see
+        # benchmarks/README.md) when the call is in float64; everything else, and float32
+        # calls (the JAX solver cannot reach check_tol in float32), to Clarabel.
+        self._auto_jax = (
+            solver is None
+            and not self.solver_args
+            and structure.cones.is_qp
+            and self._elimination is not None
+            and self._elimination.n <= AUTO_JAX_MAX_VARIABLES
+            and self._elimination.m <= AUTO_JAX_MAX_CONSTRAINTS
+        )
         self._host = None
         if self.solver in HOST_BACKENDS:
             backend = HOST_BACKENDS[self.solver](PreparedStructure.build(structure))
             self._host = HostBatchSolver(
-                backend, check_tol, _default_workers() if max_workers is None else max_workers
+                backend, self.check_tol, _default_workers() if max_workers is None else max_workers
             )
 
     # ----------------------------------------------------------------------------------------
@@ -141,7 +175,7 @@ class CvxpyLayer:
     def _choose_solver(solver, cones) -> str:
         present = set(cones.present())
         if solver is None:
-            return "CLARABEL"
+            return "CLARABEL"  # the host solver; small float64 QPs may go to JAX (_auto_jax)
         name = str(solver).upper()
         if name not in SUPPORTED_CONES:
             raise ValueError(
@@ -220,44 +254,64 @@ class CvxpyLayer:
         # under a trace the host callback must raise (JAX then wraps the error).
         raise_in_callback = self.on_failure == "raise" and traced
         settings = {**self.solver_args, **(solver_args or {})}
-        run = self._compiled(tuple(batch_axes), settings, raise_in_callback)
+        solver = self.solver_for(dtype)
+        run = self._compiled(solver, tuple(batch_axes), settings, raise_in_callback)
         outputs, status = run(*arrays)
         if self.on_failure == "raise" and not traced:
             status_np = np.asarray(status)
             if np.any(status_np != Status.SOLVED):
                 shape = () if batch_size is None else (batch_size,)
-                raise solver_error(self.solver, status_np, shape)
+                raise solver_error(solver, status_np, shape)
         return tuple(outputs), LayerInfo(status=status)
 
-    def _compiled(self, batch_axes, settings, raise_in_callback):
+    def solver_for(self, dtype) -> str:
+        """The solver a call with parameter values of this dtype runs: ``self.solver``, or
+        ``"JAX"`` for small float64 QPs when the layer was built with ``solver=None``."""
+        if self._auto_jax and jnp.dtype(dtype) == jnp.float64:
+            return "JAX"
+        return self.solver
+
+    def _compiled(self, solver, batch_axes, settings, raise_in_callback):
         """The jitted solve for one calling convention, built once and cached.
 
         Caching matters for eager calls: without it every call would re-trace the residual,
         the cone projections and the implicit rule. Inside a user's ``jit`` or ``grad`` the
         nested ``jax.jit`` is simply inlined/transformed.
         """
-        key = (batch_axes, repr(sorted(settings.items())), raise_in_callback)
+        key = (solver, batch_axes, repr(sorted(settings.items())), raise_in_callback)
         with self._cache_lock:
             run = self._cache.get(key)
         if run is not None:
             return run
         structure = self.canonical.structure
-        if self.solver == "JAX":
-            forward = jax_qp_forward(structure, self.check_tol, settings, raise_in_callback)
+        elim = self._elimination
+        if solver == "JAX":
+            forward = jax_qp_forward(
+                elim.cones.zero, self.check_tol, settings, float32_check_tol=self._jax_float32_check_tol
+            )
         else:
             forward = host_forward(structure, self._host, settings, raise_in_callback)
-        implicit = make_implicit_solver(structure, self.cone, forward, self.refine_steps)
+            if elim is not None:
+                forward = restricted(elim, forward)
+        solution_map = make_solution_map(structure, forward, elim, self.refine_steps)
 
         def solve_one(*vals):
             data = self.canonical.data(*vals)
-            (x, v), status = implicit(data)
-            y = self.cone.project_dual(v)
+            (x, y), status = solution_map(data)
             return tuple(self.canonical.recover(x, y)), status
 
         if all(axis is None for axis in batch_axes):
-            run = jax.jit(solve_one)
+            solve_all = solve_one
         else:
-            run = jax.jit(jax.vmap(solve_one, in_axes=list(batch_axes)))
+            solve_all = jax.vmap(solve_one, in_axes=list(batch_axes))
+
+        def checked(*vals):
+            outputs, status = solve_all(*vals)
+            if solver == "JAX" and raise_in_callback:
+                raise_if_failed(solver, status)
+            return outputs, status
+
+        run = jax.jit(checked)
         with self._cache_lock:
             self._cache[key] = run
         return run

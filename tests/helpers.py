@@ -21,10 +21,14 @@ def central_fd_jacobian(fun, x, eps=1e-6):
 def load_example(name):
     """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"cvxjax_example_{name}", path)
     module = importlib.util.module_from_spec(spec)
+    # Registered before running it, as a normal import does: dataclasses (and anything else
+    # that resolves annotations) look the module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
