@@ -164,7 +164,15 @@ def projection_simplex(y, scale=1.0):
 
     Sort-based (Held et al. / Duchi et al. 2008): ``x = max(y − τ, 0)`` with τ the threshold
     that makes the sum equal to ``scale``. Differentiable almost everywhere.
+
+    Args:
+      y: (..., k) array; every row along the last axis is projected independently.
+      scale: the simplex's total (a scalar).
     """
+    if y.ndim > 1:
+        # Rows are independent: project each (a leading batch of any rank) by vmap.
+        flat = y.reshape(-1, y.shape[-1])
+        return jax.vmap(lambda row: projection_simplex(row, scale))(flat).reshape(y.shape)
     n = y.shape[-1]
     u = jnp.sort(y)[::-1]
     css = jnp.cumsum(u) - scale

@@ -184,3 +184,11 @@ def test_projection_simplex_matches_cvxpy(y):
     x = cp.Variable(3)
     cp.Problem(cp.Minimize(cp.sum_squares(x - np.asarray(y))), [x >= 0, cp.sum(x) == 1]).solve(solver=cp.CLARABEL)
     np.testing.assert_allclose(optimality.projection_simplex(y), x.value, atol=1e-7)
+
+
+def test_projection_simplex_projects_each_row_of_a_batch():
+    rows = jnp.array([[0.5, 0.2, -0.1], [3.0, -1.0, 0.0], [0.1, 0.1, 0.1], [2.0, 2.0, -5.0]])
+    batch = rows.reshape(2, 2, 3)
+    expected = jnp.stack([optimality.projection_simplex(r, 2.0) for r in rows]).reshape(2, 2, 3)
+    np.testing.assert_allclose(optimality.projection_simplex(batch, 2.0), expected, atol=1e-12)
+    np.testing.assert_allclose(optimality.projection_simplex(batch, 2.0).sum(-1), 2.0, atol=1e-12)
