@@ -440,3 +440,37 @@ def test_nan_mode_failed_elements_do_not_poison_shared_gradients(solver):
     assert np.isnan(np.asarray(xs[1])).all() and int(info.status[1]) != 0
     np.testing.assert_allclose(jax.grad(loss)(jnp.array([0.5, -0.2])), [2.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(jax.jit(jax.grad(loss))(jnp.array([0.5, -0.2])), [2.0, 0.0], atol=1e-6)
+
+
+def test_repeated_batched_gradients_do_not_deadlock():
+    """Regression: batched gradients of a small SOCP layer hung on the second call on a 2-core
+    machine (two batched LAPACK kernels of jaxlib waiting on each other in XLA's thread pool).
+    Run in a subprocess with a timeout so that a hang fails the test instead of the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np, cvxpy as cp
+        jax.config.update("jax_enable_x64", True)
+        from cvxjax import CvxpyLayer
+        n, batch = 20, 32
+        rng = np.random.default_rng(0)
+        x = cp.Variable(n)
+        A, b = cp.Parameter((n, n)), cp.Parameter(n)
+        objective = cp.norm(A @ x - b, 2) + 0.1 * cp.norm(x, 1) + 0.01 * cp.sum_squares(x)
+        layer = CvxpyLayer(cp.Problem(cp.Minimize(objective)), [A, b], [x])
+        A_val = jnp.asarray(rng.normal(size=(batch, n, n)) / np.sqrt(n))
+        b_val = jnp.asarray(rng.normal(size=(batch, n)))
+        grad = jax.jit(jax.grad(lambda A, b: layer(A, b)[0].sum(), argnums=(0, 1)))
+        for _ in range(4):
+            jax.block_until_ready(grad(A_val, b_val))
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
