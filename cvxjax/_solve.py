@@ -308,11 +308,12 @@ def jax_qp_forward(n_zero: int, check_tol: float, settings, float32_check_tol=No
         sol = solve_qp(P, q, A, b, n_zero, **settings)
         return sol.x, sol.y, sol.s, sol.status
 
-    if jax.default_backend() == "cpu":
-        # On CPU a batch is faster solved one problem after the other (each stops at its own
-        # iteration count and its matrices stay in cache) than as one vmapped while_loop that
-        # streams every batched matrix through memory until the slowest problem is done;
-        # measured 3.5x at dense QP n=50, batch 32. On accelerators vmap is the right choice.
+    if _on_cpu():
+        # On CPU a batch is solved one problem after the other, with unbatched LAPACK calls:
+        # the vmapped while_loop would call jaxlib's batched CPU kernels, and two of those
+        # running at once can deadlock XLA's intra-op pool (see _solve_each_with_fallback).
+        # The price: on an idle 2-core machine the vmapped loop was 1.4x (dense QP n=50) to
+        # 2.4x (n=10) faster at batch 32. On accelerators vmap is used.
         solve = jax.custom_batching.sequential_vmap(solve)
 
     def forward(program: DenseProgram, data: ProgramData):
