@@ -1,8 +1,8 @@
 """cvxjax: differentiable convex optimization in JAX.
 
 Compile a parametrized CVXPY problem into a JAX function of its parameters
-(:class:`CvxpyLayer`), or differentiate any solver of your own with the implicit function
-theorem (:func:`custom_root`, :func:`custom_fixed_point`).
+([`CvxpyLayer`][cvxjax.CvxpyLayer]), or differentiate any solver of your own with the implicit function
+theorem ([`custom_root`][cvxjax.custom_root], [`custom_fixed_point`][cvxjax.custom_fixed_point]).
 """
 
 from . import linear_solve as linear_solve

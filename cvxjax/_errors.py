@@ -40,7 +40,7 @@ class SolverError(RuntimeError):
     inaccurate solution).
 
     Attributes:
-      status: the :class:`Status` of the (first) failing problem.
+      status: the [`Status`][cvxjax.Status] of the (first) failing problem.
       index: its position in the batch (``None`` for an unbatched call).
       solver: the backend's name.
 

@@ -104,7 +104,7 @@ def root_jvp(
       root: the solution (a pytree); F(root, ...) ≈ 0.
       args: tuple of the positional arguments θ of F.
       tangents: tuple, same structure as ``args``: the input tangents dθ.
-      solve: linear solver name or callable (see :mod:`cvxjax.linear_solve`); default ``"lu"``.
+      solve: linear solver name or callable (see [`cvxjax.linear_solve`][cvxjax.linear_solve]); default ``"lu"``.
       kwargs: keyword arguments of F (a dict), or ``None``.
       kwargs_tangents: tangents of ``kwargs`` (default: zero).
 
@@ -137,15 +137,15 @@ def root_vjp(
     """Cotangents of ``args`` for the cotangent ``z̄`` of the root (the adjoint method).
 
     Computes ``u = (Jᵀ)⁻¹ z̄`` and returns ``θ̄ = −(∂₂F)ᵀ u``. Equivalent to reverse mode
-    through :func:`custom_root`; exposed for users assembling their own rules.
+    through [`custom_root`][cvxjax.custom_root]; exposed for users assembling their own rules.
 
     Args:
-      optimality_fun: as in :func:`root_jvp`.
-      root: as in :func:`root_jvp`.
-      args: as in :func:`root_jvp`.
+      optimality_fun: as in [`root_jvp`][cvxjax.root_jvp].
+      root: as in [`root_jvp`][cvxjax.root_jvp].
+      args: as in [`root_jvp`][cvxjax.root_jvp].
       cotangent: pytree like ``root``.
-      solve: as in :func:`root_jvp`.
-      kwargs: as in :func:`root_jvp`.
+      solve: as in [`root_jvp`][cvxjax.root_jvp].
+      kwargs: as in [`root_jvp`][cvxjax.root_jvp].
 
     Returns:
       A tuple with one cotangent per element of ``args`` (and, if ``kwargs`` is given, a
@@ -248,7 +248,7 @@ def custom_fixed_point(
     solve: str | LinearSolve | None = None,
     has_aux: bool = False,
 ):
-    """Decorator like :func:`custom_root` for a solver returning a fixed point
+    """Decorator like [`custom_root`][cvxjax.custom_root] for a solver returning a fixed point
     ``params = T(params, *args, **kwargs)``; uses ``F(z, θ) = T(z, θ) − z``."""
 
     def optimality_fun(params, *args, **kwargs):

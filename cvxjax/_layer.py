@@ -55,10 +55,10 @@ _CONE_NAMES = {
 
 
 class LayerInfo(NamedTuple):
-    """Per-problem diagnostics returned by :meth:`CvxpyLayer.solve`.
+    """Per-problem diagnostics returned by [`CvxpyLayer.solve`][cvxjax.CvxpyLayer.solve].
 
     Attributes:
-      status: int32 array (batch shape): 0 = solved, else a :class:`cvxjax.Status` code.
+      status: int32 array (batch shape): 0 = solved, else a [`cvxjax.Status`][cvxjax.Status] code.
     """
 
     status: jax.Array
@@ -86,17 +86,17 @@ class CvxpyLayer:
       solver: ``None`` (choose automatically: for QPs whose reduced dense form has at most
         ``AUTO_JAX_MAX_VARIABLES`` variables and ``AUTO_JAX_MAX_CONSTRAINTS`` rows, called
         with float64 values and no ``solver_args``, the pure-JAX solver; otherwise Clarabel,
-        an accurate interior-point method that handles every cone; :meth:`solver_for` tells
+        an accurate interior-point method that handles every cone; [`solver_for`][cvxjax.CvxpyLayer.solver_for] tells
         which), ``"CLARABEL"``, ``"SCS"``, ``"OSQP"`` (QPs only) — these run on the host
         through ``jax.pure_callback`` — or ``"JAX"``, a pure-JAX dense interior-point method
         for QPs (no host round trip; runs on GPU/TPU).
       solver_args: options passed to the solver (its own names, e.g. ``{"eps_abs": 1e-6}``
         for OSQP/SCS, ``{"tol_feas": 1e-7}`` for Clarabel); may also be given per call.
-      on_failure: ``"raise"`` (default) raises :class:`cvxjax.SolverError` when any problem
+      on_failure: ``"raise"`` (default) raises [`cvxjax.SolverError`][cvxjax.SolverError] when any problem
         is infeasible, unbounded or not solved accurately; ``"nan"`` returns NaN for the
         failed problems instead (their gradients are NaN too; a loss that masks them out gives
         finite gradients for parameters shared across the batch) so a training loop can skip
-        them, with the statuses available from :meth:`solve`.
+        them, with the statuses available from [`solve`][cvxjax.CvxpyLayer.solve].
       check_tol: largest accepted relative KKT residual of a returned solution (primal,
         dual and gap residuals; see ``relative_kkt_residual``). Solutions above it count as
         failures: a loose solution would give wrong derivatives. Default 1e-6, and 1e-4 for

@@ -1,4 +1,4 @@
-"""Linear solvers accepted by ``solve=`` in :func:`cvxjax.custom_root` and friends.
+"""Linear solvers accepted by ``solve=`` in [`cvxjax.custom_root`][cvxjax.custom_root] and friends.
 
 Each is ``solve(matvec, b) -> x`` on flat 1-D arrays; pass one directly, by name, or wrap it
 with ``functools.partial`` to change tolerances, e.g. ``partial(solve_gmres, tol=1e-12)``.

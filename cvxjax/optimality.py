@@ -1,5 +1,5 @@
-"""A catalogue of optimality conditions to use with :func:`cvxjax.custom_root` and
-:func:`cvxjax.custom_fixed_point`.
+"""A catalogue of optimality conditions to use with [`cvxjax.custom_root`][cvxjax.custom_root] and
+[`cvxjax.custom_fixed_point`][cvxjax.custom_fixed_point].
 
 Each factory returns a function of ``(params, *args)`` that is zero (for ``*_fun`` roots) or
 equal to ``params`` (for fixed-point maps ``T``) exactly at the solution. Conventions: the
@@ -139,7 +139,7 @@ def mirror_descent(
 def newton(fun: Callable) -> Callable:
     """Fixed-point map of Newton's method ``T(x, θ) = x − (∇²f)⁻¹∇f``, for ``custom_fixed_point``.
 
-    Same fixed points as :func:`stationarity`; its residual ``T(x) − x`` has Jacobian ``−I``
+    Same fixed points as [`stationarity`][cvxjax.optimality.stationarity]; its residual ``T(x) − x`` has Jacobian ``−I``
     at the solution, so the linear system of the implicit derivative is trivial and the work
     moves into ∂₂T (which contains the Hessian solve).
     """
@@ -155,12 +155,12 @@ def newton(fun: Callable) -> Callable:
 
 
 def soft_threshold(y, l1_strength, step_size=1.0):
-    """Proximal operator of ``λ‖x‖₁`` (for :func:`proximal_gradient`): ``sign(y)·max(|y| − ηλ, 0)``."""
+    """Proximal operator of ``λ‖x‖₁`` (for [`proximal_gradient`][cvxjax.optimality.proximal_gradient]): ``sign(y)·max(|y| − ηλ, 0)``."""
     return jnp.sign(y) * jnp.maximum(jnp.abs(y) - step_size * l1_strength, 0.0)
 
 
 def projection_simplex(y, scale=1.0):
-    """Euclidean projection onto ``{x ≥ 0 : Σx = scale}`` (for :func:`projected_gradient`).
+    """Euclidean projection onto ``{x ≥ 0 : Σx = scale}`` (for [`projected_gradient`][cvxjax.optimality.projected_gradient]).
 
     Sort-based (Held et al. / Duchi et al. 2008): ``x = max(y − τ, 0)`` with τ the threshold
     that makes the sum equal to ``scale``. Differentiable almost everywhere.
