@@ -157,3 +157,23 @@ def test_automatic_choice_solves_float64_and_float32_alike():
     assert x32.dtype == jnp.float32
     np.testing.assert_allclose(x64, x.value, atol=1e-6)
     np.testing.assert_allclose(x32, x.value, atol=1e-4)
+
+
+def test_jax_solver_in_float32_passes_its_default_check():
+    """solver="JAX" in float32 stops at its own tolerance (1e-5); the layer's default residual
+    check is 1e-4 there (with 1e-6 a third of such a batch came back as failures)."""
+    x = cp.Variable(10)
+    q = cp.Parameter(10)
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(x) - q @ x), [cp.sum(x) == 1, x >= 0, x <= 0.25]
+    )
+    layer = CvxpyLayer(problem, [q], [x], solver="JAX", on_failure="nan")
+    Q = np.random.default_rng(0).normal(size=(64, 10))
+    (xs,), info = layer.solve(jnp.asarray(Q, jnp.float32))
+    assert xs.dtype == jnp.float32
+    assert int(np.count_nonzero(np.asarray(info.status))) == 0
+    # Against CVXPY on a few rows: float32 accuracy.
+    for k in range(3):
+        q.value = Q[k]
+        problem.solve(solver=cp.CLARABEL)
+        np.testing.assert_allclose(np.asarray(xs[k]), x.value, atol=2e-4)
