@@ -177,3 +177,20 @@ def test_jax_solver_in_float32_passes_its_default_check():
         q.value = Q[k]
         problem.solve(solver=cp.CLARABEL)
         np.testing.assert_allclose(np.asarray(xs[k]), x.value, atol=2e-4)
+
+
+def test_sparse_path_is_finite_and_matches_dense_path_at_a_degenerate_lp(monkeypatch):
+    """An LP with a whole optimal edge: J is singular. The sparse (Krylov) path must return the
+    same finite generalized derivative as the dense path (minimum-norm least squares), not NaN."""
+    c = cp.Parameter(2)
+    y = cp.Variable(2)
+    lp = cp.Problem(cp.Minimize(c @ y), [y >= 0, cp.sum(y) <= 1, y[0] <= 1])
+    c_val = jnp.array([-1.0, -1.0])
+    dense = CvxpyLayer(lp, [c], [y], solver="CLARABEL")
+    jac_dense = jax.jacfwd(lambda c: dense(c)[0])(c_val)
+    monkeypatch.setattr(layer_module, "DENSE_LIMIT", 0)
+    sparse = CvxpyLayer(lp, [c], [y], solver="CLARABEL")
+    assert sparse._elimination is None
+    jac_sparse = jax.jacfwd(lambda c: sparse(c)[0])(c_val)
+    assert np.all(np.isfinite(np.asarray(jac_sparse)))
+    np.testing.assert_allclose(jac_sparse, jac_dense, atol=1e-6)
