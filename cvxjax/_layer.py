@@ -16,13 +16,12 @@ from ._backends.clarabel import ClarabelBackend
 from ._backends.osqp import OsqpBackend
 from ._backends.scs import ScsBackend
 from ._canonicalize import canonicalize
-from ._cones import ProductCone
 from ._errors import Status
+from ._reduce import elimination_for
 from ._solve import (
     DENSE_LIMIT,
     HostBatchSolver,
     default_refine_steps,
-    elimination,
     host_forward,
     jax_qp_forward,
     make_solution_map,
@@ -34,8 +33,8 @@ from ._solve import (
 # Automatic choice (solver=None): the pure-JAX solver for QPs whose reduced dense program is at
 # most this large; its cost per iteration grows like n³, a sparse host solver's like nnz(L).
 AUTO_JAX_MAX_VARIABLES = 300
-DEFAULT_CHECK_TOL = 1e-6
 AUTO_JAX_MAX_CONSTRAINTS = 600
+DEFAULT_CHECK_TOL = 1e-6
 
 HOST_BACKENDS = {b.name: b for b in (ClarabelBackend, ScsBackend, OsqpBackend)}
 # "JAX": the pure-JAX dense interior-point QP solver (jit/vmap native, no host round trip).
@@ -139,7 +138,6 @@ class CvxpyLayer:
         self.solver = self._choose_solver(solver, structure.cones)
         self.solver_args = dict(solver_args or {})
         self.on_failure = on_failure
-        self.cone = ProductCone(structure.cones)
         self.check_tol = DEFAULT_CHECK_TOL if check_tol is None else float(check_tol)
         # The pure-JAX solver in float32 stops at a relative tolerance of 1e-5, so its default
         # check is looser there; an explicit check_tol applies everywhere.
@@ -150,7 +148,7 @@ class CvxpyLayer:
         # Dense path (small problems, and the dense pure-JAX solver): eliminate the variables
         # that equality rows define (cvxjax._reduce) before solving and differentiating.
         dense = self.solver == "JAX" or structure.n + structure.m <= DENSE_LIMIT
-        self._elimination = elimination(self.canonical) if dense else None
+        self._elimination = elimination_for(self.canonical) if dense else None
         # solver=None: small dense QPs go to the pure-JAX solver (no host round trip, no
         # per-problem Python; measured faster than Clarabel up to these sizes, see
         # benchmarks/README.md) when the call is in float64; everything else, and float32

@@ -145,6 +145,11 @@ def build_elimination(
     return Elimination(structure, *arrays)
 
 
+def elimination_for(canonical) -> Elimination:
+    """The elimination of a ``CanonicalProblem`` (its structure and constant entries of A)."""
+    return build_elimination(canonical.structure, *canonical.constant_A_entries())
+
+
 class Blocks(NamedTuple):
     """The pieces of one instance that the reduction needs (dense, blocked by K/T and R/E).
 
@@ -185,12 +190,11 @@ def blocks(elim: Elimination, data: ProgramData) -> Blocks:
     )
 
 
-def reduce_program(elim: Elimination, blk: Blocks) -> DenseProgram:
+def reduce_program(blk: Blocks) -> DenseProgram:
     """The reduced program (module docstring) for one instance, dense. Differentiable.
 
     With ``x = (x_K, M x_K + c)``: ``SᵀPS = P_KK + P_KT M + (P_KT M)ᵀ + Mᵀ P_TT M`` etc.
     """
-    del elim
     PM = blk.P_KT @ blk.M
     return DenseProgram(
         P=blk.P_KK + PM + PM.T + blk.M.T @ (blk.P_TT @ blk.M),

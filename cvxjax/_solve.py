@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +40,6 @@ from ._reduce import (
     DenseProgram,
     Elimination,
     blocks,
-    build_elimination,
     expand,
     reduce_program,
     restrict,
@@ -157,9 +156,7 @@ def robust_krylov_solve(matvec, b):
     def after_bicgstab():
         x_gmres = solve_gmres(matvec, b)
         return jax.lax.cond(
-            jnp.all(jnp.isfinite(x_gmres)) & accurate(x_gmres),
-            lambda: x_gmres,
-            lambda: solve_normal_cg(matvec, b),
+            accurate(x_gmres), lambda: x_gmres, lambda: solve_normal_cg(matvec, b)
         )
 
     return jax.lax.cond(accurate(x), lambda: x, after_bicgstab)
@@ -348,10 +345,8 @@ def jax_qp_forward(n_zero: int, check_tol: float, settings, float32_check_tol=No
             accurate & (status == Status.MAX_ITERATIONS), Status.SOLVED,
             jnp.where(~accurate & (status == Status.SOLVED), Status.INACCURATE, status),
         ).astype(jnp.int32)
-        failed = status != Status.SOLVED
-        v = jnp.where(failed, jnp.nan, y - s)
-        x = jnp.where(failed, jnp.nan, x)
-        return x, v, status
+        # Failed problems need no masking here: make_solution_map replaces their z.
+        return x, y - s, status
 
     return forward
 
@@ -442,7 +437,7 @@ def make_solution_map(structure: ProgramStructure, forward, elim: Optional[Elimi
 
     def run_dense(data: ProgramData):
         blk = blocks(elim, data)
-        program = reduce_program(elim, blk)
+        program = reduce_program(blk)
         (x, v), status = solve_dense(None, program, data)
         return _nan_if_failed(expand(elim, blk, x, cone.project_dual(v)), status), status
 
@@ -459,11 +454,6 @@ def _zero_if_failed(z, status):
 
 def _nan_if_failed(z, status):
     return jax.tree.map(lambda a: jnp.where(status == Status.SOLVED, a, jnp.nan), z)
-
-
-def elimination(canonical) -> Elimination:
-    """The variable elimination of a canonical problem (:mod:`cvxjax._reduce`)."""
-    return build_elimination(canonical.structure, *canonical.constant_A_entries())
 
 
 def restricted(elim: Elimination, forward):

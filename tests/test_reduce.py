@@ -18,7 +18,14 @@ from cvxjax import CvxpyLayer
 from cvxjax._backends._base import PreparedStructure
 from cvxjax._backends.clarabel import ClarabelBackend
 from cvxjax._canonicalize import canonicalize
-from cvxjax._reduce import blocks, build_elimination, expand, reduce_program, restrict
+from cvxjax._reduce import (
+    blocks,
+    build_elimination,
+    elimination_for,
+    expand,
+    reduce_program,
+    restrict,
+)
 from helpers import central_fd_jacobian
 
 
@@ -50,7 +57,7 @@ def host_solution(canonical, data):
 def test_elimination_finds_the_auxiliary_variables():
     problem, params, x, values = least_squares_qp()
     canonical = canonicalize(problem, params, [x])
-    elim = build_elimination(canonical.structure, *canonical.constant_A_entries())
+    elim = elimination_for(canonical)
     s = canonical.structure
     assert s.n == 6 + 8  # x and one auxiliary per row of L
     assert elim.n == 6 and elim.m == s.m - 8
@@ -79,13 +86,13 @@ def test_parametric_pivots_are_not_used():
 def test_expand_reproduces_the_solution_of_the_original_program():
     problem, params, x, values = least_squares_qp()
     canonical = canonicalize(problem, params, [x])
-    elim = build_elimination(canonical.structure, *canonical.constant_A_entries())
+    elim = elimination_for(canonical)
     data = canonical.data(*map(jnp.asarray, values))
     sol = host_solution(canonical, data)
     x_full, y_full, s_full = sol.x, sol.y, sol.s
 
     blk = blocks(elim, data)
-    reduced = reduce_program(elim, blk)
+    reduced = reduce_program(blk)
     x_k, v_k = restrict(elim, jnp.asarray(x_full), jnp.asarray(y_full - s_full))
     # Restricted solution satisfies the reduced program's KKT conditions.
     y_k = jnp.asarray(y_full)[elim.kept_rows]
