@@ -1,70 +1,34 @@
-"""`CvxpyLayer`: a parametrized CVXPY problem as a differentiable JAX function."""
+"""`CvxpyLayer`: a parametrized CVXPY problem as a differentiable JAX function.
+
+The layer is thin: it validates and batches the parameter values, picks the dtype, chooses
+the solver for the call (``solver.select``), and caches one compiled function per calling
+convention. Everything between the parameters and the outputs is the solution map of
+:mod:`cvxjax._solution_map`; the one error path is :func:`cvxjax._errors.raise_if_failed`.
+"""
 
 from __future__ import annotations
 
-import os
 import threading
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import cvxpy as cp
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._backends._base import PreparedStructure
-from ._backends.clarabel import ClarabelBackend
-from ._backends.osqp import OsqpBackend
-from ._backends.scs import ScsBackend
 from ._canonicalize import canonicalize
-from ._errors import Status
-from ._reduce import elimination_for
-from ._solve import (
-    DENSE_LIMIT,
-    HostBatchSolver,
-    default_refine_steps,
-    host_forward,
-    jax_qp_forward,
-    make_solution_map,
-    raise_if_failed,
-    restricted,
-    solver_error,
-)
+from ._errors import raise_if_failed
+from ._program import SparseProgram
+from ._reduce import NoReduction, elimination_for
+from ._solution_map import Solution, make_solution_map
+from ._solvers._base import freeze
+from ._solvers._registry import check_cones, resolve
 
-# Automatic choice (solver=None): the pure-JAX solver for QPs whose reduced dense program is at
-# most this large; its cost per iteration grows like n³, a sparse host solver's like nnz(L).
-AUTO_JAX_MAX_VARIABLES = 300
-AUTO_JAX_MAX_CONSTRAINTS = 600
-DEFAULT_CHECK_TOL = 1e-6
+# Dense path (presolve + dense LU for the implicit system) up to this many unknowns n + m.
+DEFAULT_DENSE_LIMIT = 3000
 
-HOST_BACKENDS = {b.name: b for b in (ClarabelBackend, ScsBackend, OsqpBackend)}
-# "JAX": the pure-JAX dense interior-point QP solver (jit/vmap native, no host round trip).
-SUPPORTED_CONES = {
-    **{name: b.supported_cones for name, b in HOST_BACKENDS.items()},
-    "JAX": frozenset({"zero", "nonneg"}),
-}
-
-_CONE_NAMES = {
-    "zero": "zero cone (equality constraints)",
-    "nonneg": "nonnegative cone (inequality constraints)",
-    "soc": "second-order cone",
-    "psd": "positive semidefinite cone",
-    "exp": "exponential cone",
-    "pow": "power cone",
-}
-
-
-class LayerInfo(NamedTuple):
-    """Per-problem diagnostics returned by [`CvxpyLayer.solve`][cvxjax.CvxpyLayer.solve].
-
-    Attributes:
-      status: int32 array (batch shape): 0 = solved, else a [`cvxjax.Status`][cvxjax.Status] code.
-    """
-
-    status: jax.Array
-
-
-def _default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+# The diagnostics of ``CvxpyLayer.solve`` (the name of earlier versions).
+LayerInfo = Solution
 
 
 class CvxpyLayer:
@@ -82,13 +46,15 @@ class CvxpyLayer:
         will be passed.
       variables: the outputs: ``cp.Variable``s of the problem and/or dual variables of its
         constraints.
-      solver: ``None`` (choose automatically: for QPs whose reduced dense form has at most
-        ``AUTO_JAX_MAX_VARIABLES`` variables and ``AUTO_JAX_MAX_CONSTRAINTS`` rows, called
+      solver: ``None`` (choose automatically, [`cvxjax.solvers.Auto`][cvxjax.solvers.Auto]:
+        for QPs whose reduced dense form has at most 300 variables and 600 rows, called
         with float64 values and no ``solver_args``, the pure-JAX solver; otherwise Clarabel,
         an accurate interior-point method that handles every cone; [`solver_for`][cvxjax.CvxpyLayer.solver_for] tells
         which), ``"CLARABEL"``, ``"SCS"``, ``"OSQP"`` (QPs only) — these run on the host
         through ``jax.pure_callback`` — or ``"JAX"``, a pure-JAX dense interior-point method
-        for QPs (no host round trip; runs on GPU/TPU).
+        for QPs (no host round trip; runs on GPU/TPU); or a solver instance from
+        [`cvxjax.solvers`][cvxjax.solvers] (e.g. ``solvers.Auto(max_jax_variables=100)``,
+        ``solvers.Clarabel.with_settings(max_iter=100)``).
       solver_args: options passed to the solver (its own names, e.g. ``{"eps_abs": 1e-6}``
         for OSQP/SCS, ``{"tol_feas": 1e-7}`` for Clarabel); may also be given per call.
       on_failure: ``"raise"`` (default) raises [`cvxjax.SolverError`][cvxjax.SolverError] when any problem
@@ -99,11 +65,18 @@ class CvxpyLayer:
       check_tol: largest accepted relative KKT residual of a returned solution (primal,
         dual and gap residuals; see ``relative_kkt_residual``). Solutions above it count as
         failures: a loose solution would give wrong derivatives. Default 1e-6, and 1e-4 for
-        the pure-JAX solver called in float32 (its own float32 tolerance is 1e-5).
+        float32 calls (a float32 solution alone is rounded to ≈ 1e-7 relative, and products
+        with A and P add n such roundings).
       max_workers: host threads for solving a batch (default: up to 2).
       refine: number of semismooth Newton steps on the optimality residual applied to the
         solver's output (in JAX, dense). Default: 1 for problems with second-order, PSD,
-        exponential or power cones (where interior-point accuracy is limited), 0 for QPs.
+        exponential or power cones (where interior-point accuracy is limited), 0 for QPs and
+        on the sparse path.
+      dense_limit: problems with n + m ≤ ``dense_limit`` (canonical variables plus rows) take
+        the dense path: the presolve of ``cvxjax._reduce`` and dense LU for the implicit
+        system (an (n+m)² float64 matrix of 3000² is 72 MB and factors in well under a second
+        on one core); larger ones the sparse path (Krylov solves on the sparsity pattern).
+        A dense-form solver (``"JAX"``) always takes the dense path.
 
     Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
     s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
@@ -121,12 +94,13 @@ class CvxpyLayer:
         problem: cp.Problem,
         parameters: Sequence[cp.Parameter],
         variables: Sequence[Any],
-        solver: Optional[str] = None,
+        solver=None,
         solver_args: Optional[Mapping[str, Any]] = None,
         on_failure: str = "raise",
         check_tol: Optional[float] = None,
         max_workers: Optional[int] = None,
         refine: Optional[int] = None,
+        dense_limit: int = DEFAULT_DENSE_LIMIT,
     ):
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
@@ -135,60 +109,31 @@ class CvxpyLayer:
         self.variables = tuple(variables)
         self.canonical = canonicalize(problem, self.parameters, self.variables)
         structure = self.canonical.structure
-        self.solver = self._choose_solver(solver, structure.cones)
+        self.solver = resolve(solver, max_workers)
+        check_cones(self.solver, structure.cones)
         self.solver_args = dict(solver_args or {})
         self.on_failure = on_failure
-        self.check_tol = DEFAULT_CHECK_TOL if check_tol is None else float(check_tol)
-        # The pure-JAX solver in float32 stops at a relative tolerance of 1e-5, so its default
-        # check is looser there; an explicit check_tol applies everywhere.
-        self._jax_float32_check_tol = 1e-4 if check_tol is None else float(check_tol)
+        self.check_tol = None if check_tol is None else float(check_tol)
+        dense = self.solver.data_form == "dense" or structure.n + structure.m <= dense_limit
+        # Dense path: eliminate the variables that equality rows define (cvxjax._reduce)
+        # before solving and differentiating.
+        self._reduction = elimination_for(self.canonical) if dense else NoReduction(structure)
+        if refine is None:
+            # One Newton step where interior-point accuracy is limited (second-order, PSD,
+            # exponential, power cones); none for QPs (polished OSQP and Clarabel reach
+            # ~1e-10) and none on the sparse path (a dense factorization would dominate).
+            refine = int(dense and not structure.cones.is_qp)
+        self.refine_steps = int(refine)
+        self._workspaces = {}
         self._cache = {}
-        self._cache_lock = threading.Lock()
-        self.refine_steps = default_refine_steps(structure) if refine is None else int(refine)
-        # Dense path (small problems, and the dense pure-JAX solver): eliminate the variables
-        # that equality rows define (cvxjax._reduce) before solving and differentiating.
-        dense = self.solver == "JAX" or structure.n + structure.m <= DENSE_LIMIT
-        self._elimination = elimination_for(self.canonical) if dense else None
-        # solver=None: small dense QPs go to the pure-JAX solver (no host round trip, no
-        # per-problem Python; measured faster than Clarabel up to these sizes, see
-        # benchmarks/README.md) when the call is in float64; everything else, and float32
-        # calls (the JAX solver cannot reach check_tol in float32), to Clarabel.
-        self._auto_jax = (
-            solver is None
-            and not self.solver_args
-            and structure.cones.is_qp
-            and self._elimination is not None
-            and self._elimination.n <= AUTO_JAX_MAX_VARIABLES
-            and self._elimination.m <= AUTO_JAX_MAX_CONSTRAINTS
-        )
-        self._host = None
-        if self.solver in HOST_BACKENDS:
-            backend = HOST_BACKENDS[self.solver](PreparedStructure.build(structure))
-            self._host = HostBatchSolver(
-                backend, self.check_tol, _default_workers() if max_workers is None else max_workers
-            )
+        self._lock = threading.Lock()
+
+    @property
+    def _elimination(self):
+        """The presolve of the dense path, or ``None`` on the sparse path."""
+        return None if self._reduction.form == "sparse" else self._reduction
 
     # ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _choose_solver(solver, cones) -> str:
-        present = set(cones.present())
-        if solver is None:
-            return "CLARABEL"  # the host solver; small float64 QPs may go to JAX (_auto_jax)
-        name = str(solver).upper()
-        if name not in SUPPORTED_CONES:
-            raise ValueError(
-                f"Unknown solver {solver!r}; choose one of {sorted(SUPPORTED_CONES)} or None."
-            )
-        missing = present - SUPPORTED_CONES[name]
-        if missing:
-            can = sorted(s for s, supported in SUPPORTED_CONES.items() if present <= supported)
-            cones_text = ", ".join(_CONE_NAMES[c] for c in sorted(missing))
-            raise ValueError(
-                f"Solver {name} cannot handle the {cones_text} in this problem; "
-                f"solvers that can: {', '.join(can)}."
-            )
-        return name
-
     def _validate(self, values):
         if len(values) != len(self.parameters):
             names = ", ".join(p.name() for p in self.parameters)
@@ -216,87 +161,81 @@ class CvxpyLayer:
                     f"Parameter {param.name()!r} expects shape {shape} (or (batch,) + {shape}), "
                     f"got {tuple(array.shape)}."
                 )
-            self._check_attributes(param, array)
+            _check_attributes(param, array)
             arrays.append(array)
         return arrays, batch_axes, batch_size
 
-    @staticmethod
-    def _check_attributes(param, array):
-        """Check value-dependent attributes (symmetry, sign) when the value is concrete."""
-        if isinstance(array, jax.core.Tracer):
-            return
-        value = np.asarray(array)
-        attrs = param.attributes
-        if attrs.get("symmetric") or attrs.get("PSD") or attrs.get("NSD"):
-            if not np.allclose(value, np.swapaxes(value, -1, -2), rtol=1e-6, atol=1e-8):
-                raise ValueError(
-                    f"Parameter {param.name()!r} is symmetric, but its value is not symmetric."
-                )
-        if attrs.get("nonneg") and np.any(value < 0):
-            raise ValueError(f"Parameter {param.name()!r} is nonneg, but its value has negative entries.")
-        if attrs.get("nonpos") and np.any(value > 0):
-            raise ValueError(f"Parameter {param.name()!r} is nonpos, but its value has positive entries.")
-
     # ----------------------------------------------------------------------------------------
     def solve(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
-        """Like ``__call__`` but returns ``(outputs, LayerInfo)`` with per-problem statuses.
+        """Like ``__call__`` but returns ``(outputs, Solution)``: a
+        [`cvxjax.Solution`][cvxjax.Solution] with per-problem status, iterations and
+        residuals, and the solver that ran.
 
         With ``on_failure="nan"`` this is how a training loop learns which batch elements
         failed; with ``"raise"`` the statuses are all 0 when it returns.
         """
-        arrays, batch_axes, batch_size = self._validate(values)
+        arrays, batch_axes, _ = self._validate(values)
         dtype = jnp.result_type(*arrays)
         arrays = [a.astype(dtype) for a in arrays]
         traced = any(isinstance(a, jax.core.Tracer) for a in arrays)
-        # Outside any JAX transformation we can raise SolverError ourselves, after the call;
-        # under a trace the host callback must raise (JAX then wraps the error).
-        raise_in_callback = self.on_failure == "raise" and traced
         settings = {**self.solver_args, **(solver_args or {})}
-        solver = self.solver_for(dtype)
-        run = self._compiled(solver, tuple(batch_axes), settings, raise_in_callback)
-        outputs, status = run(*arrays)
+        solver = self._select(dtype, settings)
+        # Eager calls raise after the compiled call returns; under the user's trace the
+        # compiled program itself must raise (raise_if_failed handles both).
+        raise_inside = self.on_failure == "raise" and traced
+        run = self._compiled(solver, tuple(batch_axes), freeze(settings), raise_inside, dtype)
+        outputs, info = run(*arrays)
         if self.on_failure == "raise" and not traced:
-            status_np = np.asarray(status)
-            if np.any(status_np != Status.SOLVED):
-                shape = () if batch_size is None else (batch_size,)
-                raise solver_error(solver, status_np, shape)
-        return tuple(outputs), LayerInfo(status=status)
+            raise_if_failed(solver.name, info.status)
+        return tuple(outputs), info
+
+    def __call__(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
+        """Solve for the given parameter values; returns a tuple, one array per output."""
+        return self.solve(*values, solver_args=solver_args)[0]
 
     def solver_for(self, dtype) -> str:
-        """The solver a call with parameter values of this dtype runs: ``self.solver``, or
-        ``"JAX"`` for small float64 QPs when the layer was built with ``solver=None``."""
-        if self._auto_jax and jnp.dtype(dtype) == jnp.float64:
-            return "JAX"
-        return self.solver
+        """The name of the solver a call with parameter values of this dtype (and the layer's
+        ``solver_args``) runs; with ``solver=None`` it depends on the dtype."""
+        return self._select(jnp.dtype(dtype), dict(self.solver_args)).name
 
-    def _compiled(self, solver, batch_axes, settings, raise_in_callback):
+    def _select(self, dtype, settings):
+        dense_shape = None if self._elimination is None else self._reduction.shape
+        return self.solver.select(self.canonical.structure, dense_shape, dtype, settings)
+
+    def _workspace(self, solver):
+        """``solver.init`` once per solver the layer runs (cached)."""
+        with self._lock:
+            if solver not in self._workspaces:
+                form = self._reduction.shape if solver.data_form == "dense" else None
+                self._workspaces[solver] = solver.init(form or self.canonical.structure)
+            return self._workspaces[solver]
+
+    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype):
         """The jitted solve for one calling convention, built once and cached.
 
         Caching matters for eager calls: without it every call would re-trace the residual,
         the cone projections and the implicit rule. Inside a user's ``jit`` or ``grad`` the
         nested ``jax.jit`` is simply inlined/transformed.
         """
-        key = (solver, batch_axes, repr(sorted(settings.items())), raise_in_callback)
-        with self._cache_lock:
+        check_tol = self.check_tol
+        if check_tol is None:
+            check_tol = solver.default_check_tol(dtype)
+        key = (solver, batch_axes, settings, raise_inside, check_tol)
+        with self._lock:
             run = self._cache.get(key)
         if run is not None:
             return run
-        structure = self.canonical.structure
-        elim = self._elimination
-        if solver == "JAX":
-            forward = jax_qp_forward(
-                elim.cones.zero, self.check_tol, settings, float32_check_tol=self._jax_float32_check_tol
-            )
-        else:
-            forward = host_forward(structure, self._host, settings, raise_in_callback)
-            if elim is not None:
-                forward = restricted(elim, forward)
-        solution_map = make_solution_map(structure, forward, elim, self.refine_steps)
+        solution_map = make_solution_map(
+            solver, self._workspace(solver), self._reduction,
+            settings=solver.merged_settings(dict(settings)), check_tol=check_tol,
+            refine_steps=self.refine_steps,
+        )
+        canonical = self.canonical
 
         def solve_one(*vals):
-            data = self.canonical.data(*vals)
-            (x, y), status = solution_map(data)
-            return tuple(self.canonical.recover(x, y)), status
+            program = SparseProgram(canonical.structure, canonical.data(*vals))
+            (x, y), info = solution_map(program)
+            return tuple(canonical.recover(x, y)), info
 
         if all(axis is None for axis in batch_axes):
             solve_all = solve_one
@@ -304,16 +243,33 @@ class CvxpyLayer:
             solve_all = jax.vmap(solve_one, in_axes=list(batch_axes))
 
         def checked(*vals):
-            outputs, status = solve_all(*vals)
-            if solver == "JAX" and raise_in_callback:
-                raise_if_failed(solver, status)
-            return outputs, status
+            outputs, info = solve_all(*vals)
+            if raise_inside:
+                raise_if_failed(solver.name, info.status)
+            return outputs, info
 
         run = jax.jit(checked)
-        with self._cache_lock:
+        with self._lock:
             self._cache[key] = run
         return run
 
-    def __call__(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
-        """Solve for the given parameter values; returns a tuple, one array per output."""
-        return self.solve(*values, solver_args=solver_args)[0]
+
+def _check_attributes(param, array):
+    """Check value-dependent attributes (symmetry, sign) when the value is concrete."""
+    if isinstance(array, jax.core.Tracer):
+        return
+    value = np.asarray(array)
+    attrs = param.attributes
+    if attrs.get("symmetric") or attrs.get("PSD") or attrs.get("NSD"):
+        if not np.allclose(value, np.swapaxes(value, -1, -2), rtol=1e-6, atol=1e-8):
+            raise ValueError(
+                f"Parameter {param.name()!r} is symmetric, but its value is not symmetric."
+            )
+    if attrs.get("nonneg") and np.any(value < 0):
+        raise ValueError(
+            f"Parameter {param.name()!r} is nonneg, but its value has negative entries."
+        )
+    if attrs.get("nonpos") and np.any(value > 0):
+        raise ValueError(
+            f"Parameter {param.name()!r} is nonpos, but its value has positive entries."
+        )

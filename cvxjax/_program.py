@@ -28,6 +28,7 @@ values: :class:`ProgramData` is a pytree of arrays and the pattern lives in the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -148,3 +149,97 @@ def dense_A(structure: ProgramStructure, data: ProgramData) -> jax.Array:
     """A as a dense (m, n) array for one instance."""
     out = jnp.zeros((structure.m, structure.n), data.A.dtype)
     return out.at[structure.A_rows, structure.A_cols].add(data.A)
+
+
+# --------------------------------------------------------------------------------------------
+# The program as an operator. Everything downstream of the canonicalization (the residual F,
+# the KKT check of a solution, the solvers) sees a program only through this interface, so it
+# is written once for both storage forms.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseShape:
+    """Static shape of a dense program: ``n`` variables and the cone ``K`` (``m = cones.rows``).
+    What :meth:`cvxjax.solvers.AbstractSolver.init` receives for a dense-form solver."""
+
+    n: int
+    cones: ConeDims
+
+    @property
+    def m(self) -> int:
+        return self.cones.rows
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["data"], meta_fields=["structure"]
+)
+@dataclasses.dataclass(frozen=True)
+class SparseProgram:
+    """One instance of the canonical program on its fixed sparsity pattern (a pytree).
+
+    ``data`` holds the nonzero values (:class:`ProgramData`), ``structure`` the static pattern
+    and cones. P, A and Aᵀ are applied by gather / scatter-add over the pattern, so the cost
+    is O(nnz) and nothing is densified (the large-problem path).
+    """
+
+    structure: ProgramStructure
+    data: ProgramData
+
+    form = "sparse"
+
+    @property
+    def cones(self) -> ConeDims:
+        return self.structure.cones
+
+    @property
+    def q(self) -> jax.Array:
+        return self.data.q
+
+    @property
+    def b(self) -> jax.Array:
+        return self.data.b
+
+    def P_matvec(self, x: jax.Array) -> jax.Array:
+        return P_matvec(self.structure, self.data, x)
+
+    def A_matvec(self, x: jax.Array) -> jax.Array:
+        return A_matvec(self.structure, self.data, x)
+
+    def A_rmatvec(self, y: jax.Array) -> jax.Array:
+        return A_rmatvec(self.structure, self.data, y)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["P", "q", "A", "b"], meta_fields=["cones"]
+)
+@dataclasses.dataclass(frozen=True)
+class DenseProgram:
+    """One instance held densely (a pytree; leaves may carry batch axes under ``vmap``).
+
+    ``minimize ½xᵀPx + qᵀx s.t. Ax + s = b, s ∈ K`` with P (n, n), q (n,), A (m, n), b (m,).
+    Dense products matter for *materializing* ∂F/∂z with ``jacfwd``: pushing n + m tangents
+    through sparse gather/scatter products creates (n + m) × nnz intermediates (gigabytes at
+    n ≈ 200), through dense products it is one matrix-matrix product.
+    """
+
+    P: jax.Array
+    q: jax.Array
+    A: jax.Array
+    b: jax.Array
+    cones: ConeDims | None = None
+
+    form = "dense"
+
+    @property
+    def shape(self) -> DenseShape:
+        return DenseShape(int(self.q.shape[-1]), self.cones)
+
+    def P_matvec(self, x: jax.Array) -> jax.Array:
+        return self.P @ x
+
+    def A_matvec(self, x: jax.Array) -> jax.Array:
+        return self.A @ x
+
+    def A_rmatvec(self, y: jax.Array) -> jax.Array:
+        return self.A.T @ y

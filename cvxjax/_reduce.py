@@ -37,23 +37,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._program import ConeDims, ProgramData, ProgramStructure
+from ._program import (
+    ConeDims,
+    DenseProgram,
+    DenseShape,
+    ProgramData,
+    ProgramStructure,
+    SparseProgram,
+)
 
 # A pivot must be at least this fraction of the largest constant entry of its row: a column
 # with a small coefficient would be defined by dividing by it, which amplifies rounding errors.
 _PIVOT_RELATIVE_THRESHOLD = 1e-3
-
-
-class DenseProgram(NamedTuple):
-    """One instance of a canonical program held densely (a pytree; leaves may be batched).
-
-    ``minimize ½xᵀPx + qᵀx s.t. Ax + s = b, s ∈ K`` with P (n, n), q (n,), A (m, n), b (m,).
-    """
-
-    P: jax.Array
-    q: jax.Array
-    A: jax.Array
-    b: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -94,6 +89,27 @@ class Elimination:
     def m(self) -> int:
         """Number of rows of the reduced program."""
         return int(self.kept_rows.size)
+
+    # The reduction interface (as CVXPY's ``Reduction``: apply, then invert the solution).
+    form = "dense"
+
+    @property
+    def shape(self) -> DenseShape:
+        """Static shape of the reduced program."""
+        return DenseShape(self.n, self.cones)
+
+    def apply(self, program: SparseProgram):
+        """``(reduced DenseProgram, inverse data)`` for one instance. Differentiable."""
+        blk = blocks(self, program.data)
+        return reduce_program(blk, self.cones), blk
+
+    def restrict(self, x, y, s):
+        """A solution ``(x, y, s)`` of the original program as one of the reduced program."""
+        return x[self.kept_cols], y[self.kept_rows], s[self.kept_rows]
+
+    def invert(self, blk, x_kept, y_kept):
+        """A solution of the reduced program as ``(x, y)`` of the original (see :func:`expand`)."""
+        return expand(self, blk, x_kept, y_kept)
 
 
 def build_elimination(
@@ -190,7 +206,7 @@ def blocks(elim: Elimination, data: ProgramData) -> Blocks:
     )
 
 
-def reduce_program(blk: Blocks) -> DenseProgram:
+def reduce_program(blk: Blocks, cones: ConeDims | None = None) -> DenseProgram:
     """The reduced program (module docstring) for one instance, dense. Differentiable.
 
     With ``x = (x_K, M x_K + c)``: ``SᵀPS = P_KK + P_KT M + (P_KT M)ᵀ + Mᵀ P_TT M`` etc.
@@ -201,6 +217,7 @@ def reduce_program(blk: Blocks) -> DenseProgram:
         q=blk.q_K + blk.P_KT @ blk.c + blk.M.T @ (blk.q_T + blk.P_TT @ blk.c),
         A=blk.A_RK + blk.A_RT @ blk.M,
         b=blk.b_R - blk.A_RT @ blk.c,
+        cones=cones,
     )
 
 
@@ -220,3 +237,31 @@ def expand(elim: Elimination, blk: Blocks, x_kept: jax.Array, y_kept: jax.Array)
     x = jnp.concatenate([x_kept, x_elim])[elim.col_position]
     y = jnp.concatenate([y_kept, y_elim])[elim.row_position]
     return x, y
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoReduction:
+    """The identity reduction of the sparse (large-problem) path: the solver, the residual F
+    and the implicit system all see the canonical program on its sparsity pattern."""
+
+    structure: ProgramStructure
+
+    form = "sparse"
+
+    @property
+    def cones(self) -> ConeDims:
+        return self.structure.cones
+
+    @property
+    def shape(self) -> ProgramStructure:
+        return self.structure
+
+    def apply(self, program: SparseProgram):
+        return program, None
+
+    def restrict(self, x, y, s):
+        return x, y, s
+
+    def invert(self, inverse_data, x, y):
+        del inverse_data
+        return x, y

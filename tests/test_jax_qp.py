@@ -1,4 +1,4 @@
-"""Tests of the dense pure-JAX interior-point QP solver (cvxjax._backends.jax_qp).
+"""Tests of the dense pure-JAX interior-point QP solver (cvxjax._solvers._qp_ipm).
 
 References are CVXPY + CLARABEL solutions with tight tolerances. Comparisons of x and y with
 the reference use ``tol=1e-10``: on random instances some inequality is often nearly
@@ -20,11 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvxjax._backends.jax_qp import (
+from cvxjax._solvers._qp_ipm import (
     DUAL_INFEASIBLE,
     PRIMAL_INFEASIBLE,
     SOLVED,
-    kkt_solve,
     solve_qp,
 )
 
@@ -319,20 +318,6 @@ def test_rank_deficient_P():
     M_ = rng.standard_normal((N, 3))
     _, q, A, b = core_qp(rng, lp=True)  # box-bounded
     _check_against_clarabel(M_ @ M_.T, q, A, b, NZ)
-
-
-def test_kkt_factor_solves_newton_system():
-    rng = np.random.default_rng(13)
-    P, q, A, b = core_qp(rng)
-    sol = solve(P, q, A, b, NZ)
-    s, y = np.asarray(sol.s), np.asarray(sol.y)
-    W = np.diag(np.concatenate([np.zeros(NZ), s[NZ:] / y[NZ:]]))
-    K = np.block([[P, A.T], [A, -W]])
-    r1, r2 = rng.standard_normal(N), rng.standard_normal(M)
-    u, v = jax.jit(kkt_solve, static_argnums=3)(sol.kkt_factor, P, A, NZ, r1, r2)
-    ref = np.linalg.solve(K, np.concatenate([r1, r2]))
-    np.testing.assert_allclose(np.concatenate([u, v]), ref, rtol=1e-6,
-                               atol=1e-6 * np.abs(ref).max())
 
 
 def test_bad_arguments():

@@ -13,10 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import cvxjax._layer as layer_module
 from cvxjax import CvxpyLayer
-from cvxjax._backends._base import PreparedStructure
-from cvxjax._backends.clarabel import ClarabelBackend
+from cvxjax.solvers import Auto, Clarabel
 from cvxjax._canonicalize import canonicalize
 from cvxjax._reduce import (
     blocks,
@@ -49,9 +47,10 @@ def least_squares_qp(n=6, k=8, seed=0):
 
 
 def host_solution(canonical, data):
-    backend = ClarabelBackend(PreparedStructure.build(canonical.structure))
-    sol = backend.solve(*(np.asarray(a, np.float64) for a in data), {})
-    return sol
+    solver = Clarabel()
+    workspace = solver.init(canonical.structure)
+    arrays = (np.asarray(a, np.float64) for a in data)
+    return solver.solve_numpy(workspace, *arrays, dict(Clarabel.default_settings), None)
 
 
 def test_elimination_finds_the_auxiliary_variables():
@@ -106,7 +105,7 @@ def test_expand_reproduces_the_solution_of_the_original_program():
 
 
 @pytest.mark.parametrize("solver", ["CLARABEL", "JAX"])
-def test_reduced_path_derivatives_match_sparse_path_and_finite_differences(solver, monkeypatch):
+def test_reduced_path_derivatives_match_sparse_path_and_finite_differences(solver):
     problem, params, x, values = least_squares_qp()
     vals = [jnp.asarray(v) for v in values]
     dense_layer = CvxpyLayer(problem, params, [x], solver=solver)
@@ -114,8 +113,7 @@ def test_reduced_path_derivatives_match_sparse_path_and_finite_differences(solve
     jac_dense = jax.jit(jax.jacrev(lambda *v: dense_layer(*v)[0], argnums=(0, 1, 2)))(*vals)
 
     # The unreduced path: force the large-problem (sparse, BiCGSTAB) route with Clarabel.
-    monkeypatch.setattr(layer_module, "DENSE_LIMIT", 0)
-    sparse_layer = CvxpyLayer(problem, params, [x], solver="CLARABEL")
+    sparse_layer = CvxpyLayer(problem, params, [x], solver="CLARABEL", dense_limit=0)
     assert sparse_layer._elimination is None
     jac_sparse = jax.jit(jax.jacfwd(lambda *v: sparse_layer(*v)[0], argnums=(0, 1, 2)))(*vals)
 
@@ -142,7 +140,7 @@ def test_automatic_choice():
     assert CvxpyLayer(problem, params, [x], solver_args={"tol_feas": 1e-9}).solver_for(
         jnp.float64) == "CLARABEL"
     # Above the size limit: Clarabel.
-    big_x = cp.Variable(layer_module.AUTO_JAX_MAX_VARIABLES + 1)
+    big_x = cp.Variable(Auto().max_jax_variables + 1)
     c = cp.Parameter(big_x.size)
     big = cp.Problem(cp.Minimize(c @ big_x + cp.sum_squares(big_x)), [big_x >= 0])
     assert CvxpyLayer(big, [c], [big_x]).solver_for(jnp.float64) == "CLARABEL"
@@ -186,7 +184,7 @@ def test_jax_solver_in_float32_passes_its_default_check():
         np.testing.assert_allclose(np.asarray(xs[k]), x.value, atol=2e-4)
 
 
-def test_sparse_path_is_finite_and_matches_dense_path_at_a_degenerate_lp(monkeypatch):
+def test_sparse_path_is_finite_and_matches_dense_path_at_a_degenerate_lp():
     """An LP with a whole optimal edge: J is singular. The sparse (Krylov) path must return the
     same finite generalized derivative as the dense path (minimum-norm least squares), not NaN."""
     c = cp.Parameter(2)
@@ -195,8 +193,7 @@ def test_sparse_path_is_finite_and_matches_dense_path_at_a_degenerate_lp(monkeyp
     c_val = jnp.array([-1.0, -1.0])
     dense = CvxpyLayer(lp, [c], [y], solver="CLARABEL")
     jac_dense = jax.jacfwd(lambda c: dense(c)[0])(c_val)
-    monkeypatch.setattr(layer_module, "DENSE_LIMIT", 0)
-    sparse = CvxpyLayer(lp, [c], [y], solver="CLARABEL")
+    sparse = CvxpyLayer(lp, [c], [y], solver="CLARABEL", dense_limit=0)
     assert sparse._elimination is None
     jac_sparse = jax.jacfwd(lambda c: sparse(c)[0])(c_val)
     assert np.all(np.isfinite(np.asarray(jac_sparse)))

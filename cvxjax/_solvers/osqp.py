@@ -1,4 +1,4 @@
-"""OSQP backend (QPs: zero and nonnegative cones only).
+"""OSQP (QPs: zero and nonnegative cones only).
 
 OSQP solves ``min ½xᵀPx + qᵀx s.t. l ≤ Ax ≤ u``. Our rows ``Ax + s = b`` map to
 ``l = u = b`` on zero-cone rows (equalities) and ``l = −∞, u = b`` on nonnegative rows
@@ -12,16 +12,19 @@ new values afterwards, since the sparsity pattern never changes.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
 
 from .._errors import Status
-from ._base import NO_SOLUTION as _NO_SOLUTION
-from ._base import HostBackend, HostSolution
+from ._host import NO_SOLUTION, HostSolution, HostSolver
 
 
-class OsqpBackend(HostBackend):
+@dataclasses.dataclass(frozen=True)
+class OSQP(HostSolver):
+    """OSQP on the host; QPs only. Options: OSQP's settings (``eps_abs``, ``polishing``, ...)."""
+
     name = "OSQP"
     supported_cones = frozenset({"zero", "nonneg"})
     # ADMM converges slowly to high accuracy; polishing (an active-set refinement with a
@@ -31,35 +34,27 @@ class OsqpBackend(HostBackend):
         eps_prim_inf=1e-9, eps_dual_inf=1e-9,
     )
 
-    def __init__(self, prepared, settings=None):
-        super().__init__(prepared, settings)
-        self._local = threading.local()
+    def setup(self, prepared):
+        return threading.local()  # one OSQP workspace per host thread
 
-    def _bounds(self, b):
-        cones = self.structure.cones
-        lower = np.full_like(b, -np.inf)
-        lower[: cones.zero] = b[: cones.zero]
-        return lower, b
-
-    def solve(self, P, q, A, b, settings=None, warm_start=None):
+    def solve_numpy(self, workspace, P, q, A, b, settings, warm_start):
         import osqp
 
-        settings = {**self.settings, **(settings or {})}
-        lower, upper = self._bounds(b)
+        prepared, local = workspace
+        zero = prepared.structure.cones.zero
+        lower = np.full_like(b, -np.inf)
+        lower[:zero] = b[:zero]
         key = tuple(sorted(settings.items()))
-        solver = getattr(self._local, "solver", None)
-        if solver is None or self._local.key != key:
+        solver = getattr(local, "solver", None)
+        if solver is None or local.key != key:
             solver = osqp.OSQP()
-            solver.setup(
-                self.prepared.P_upper_matrix(P), q, self.prepared.A.matrix(A), lower, upper,
-                **settings,
-            )
-            self._local.solver, self._local.key = solver, key
+            solver.setup(prepared.P_upper_matrix(P), q, prepared.A.matrix(A), lower, b, **settings)
+            local.solver, local.key = solver, key
         else:
             solver.update(
-                q=q, l=lower, u=upper,
-                Px=self.prepared.P_upper.values_in_csc_order(P[self.prepared.upper_mask]),
-                Ax=self.prepared.A.values_in_csc_order(A),
+                q=q, l=lower, u=b,
+                Px=prepared.P_upper.values_in_csc_order(P[prepared.upper_mask]),
+                Ax=prepared.A.values_in_csc_order(A),
             )
         if warm_start is not None:
             solver.warm_start(x=warm_start.x, y=warm_start.y)
@@ -67,11 +62,10 @@ class OsqpBackend(HostBackend):
         status = _STATUS.get(result.info.status_val, Status.NUMERICAL_ERROR)
         x = np.asarray(result.x, dtype=np.float64)
         y = np.asarray(result.y, dtype=np.float64)
-        if status in _NO_SOLUTION:
-            nan_m = np.full(self.structure.m, np.nan)
-            return HostSolution(np.full(self.structure.n, np.nan), nan_m, nan_m, status, result.info.iter)
-        s = b - self.prepared.A.matrix(A) @ x
-        s[: self.structure.cones.zero] = 0.0
+        if status in NO_SOLUTION:
+            return HostSolution(x, y, y, status, result.info.iter)
+        s = b - prepared.A.matrix(A) @ x
+        s[:zero] = 0.0
         return HostSolution(x, y, s, status, result.info.iter)
 
 

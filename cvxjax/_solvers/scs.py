@@ -1,5 +1,5 @@
-"""SCS backend (first-order, homogeneous self-dual embedding; zero, nonnegative,
-second-order, PSD, exponential and power cones).
+"""SCS (first-order, homogeneous self-dual embedding; zero, nonnegative, second-order, PSD,
+exponential and power cones).
 
 SCS's standard form and PSD format (lower triangle, column by column, off-diagonals × √2) are
 ours, so data passes through unchanged. SCS's exponential cone is
@@ -9,46 +9,46 @@ ours, so data passes through unchanged. SCS's exponential cone is
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .._errors import Status
-from ._base import NO_SOLUTION as _NO_SOLUTION
-from ._base import HostBackend, HostSolution
+from ._base import ALL_CONES
+from ._host import HostSolution, HostSolver
 
 
-class ScsBackend(HostBackend):
+@dataclasses.dataclass(frozen=True)
+class SCS(HostSolver):
+    """SCS on the host; every cone. Options: SCS's keyword arguments (``eps_abs``, ...)."""
+
     name = "SCS"
-    supported_cones = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
+    supported_cones = ALL_CONES
     # SCS's defaults (1e-4) are far too loose for derivatives; 1e-9 with acceleration usually
     # converges on small and medium problems. The layer's residual check catches the rest.
     default_settings = dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=100_000, verbose=False)
 
-    def __init__(self, prepared, settings=None):
-        super().__init__(prepared, settings)
-        c = self.structure.cones
-        self._cone = dict(z=c.zero, l=c.nonneg, q=list(c.soc), s=list(c.psd), ep=c.exp,
-                          ed=0, p=[float(a) for a in c.pow])
+    def setup(self, prepared):
+        c = prepared.structure.cones
+        return dict(z=c.zero, l=c.nonneg, q=list(c.soc), s=list(c.psd), ep=c.exp, ed=0,
+                    p=[float(a) for a in c.pow])
 
-    def solve(self, P, q, A, b, settings=None, warm_start=None):
+    def solve_numpy(self, workspace, P, q, A, b, settings, warm_start):
         import scs
 
+        prepared, cone = workspace
         data = dict(
-            P=self.prepared.P_upper_matrix(P), A=self.prepared.A.matrix(A),
+            P=prepared.P_upper_matrix(P), A=prepared.A.matrix(A),
             b=np.asarray(b, np.float64), c=np.asarray(q, np.float64),
         )
-        solver = scs.SCS(data, self._cone, **{**self.settings, **(settings or {})})
+        solver = scs.SCS(data, cone, **settings)
         if warm_start is not None:
             result = solver.solve(warm_start=True, x=warm_start.x, y=warm_start.y, s=warm_start.s)
         else:
             result = solver.solve()
         info = result["info"]
-        status = _status(info["status_val"])
-        if status in _NO_SOLUTION:
-            n, m = self.structure.n, self.structure.m
-            return HostSolution(np.full(n, np.nan), np.full(m, np.nan), np.full(m, np.nan), status,
-                                int(info["iter"]))
         return HostSolution(np.asarray(result["x"]), np.asarray(result["y"]),
-                            np.asarray(result["s"]), status, int(info["iter"]))
+                            np.asarray(result["s"]), _status(info["status_val"]), int(info["iter"]))
 
 
 def _status(status_val: int) -> Status:

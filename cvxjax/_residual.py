@@ -1,0 +1,114 @@
+"""The optimality residual F of the canonical program, and the check of a solver's answer.
+
+Both are written once, on the program as an operator (:class:`~cvxjax._program.SparseProgram`
+or :class:`~cvxjax._program.DenseProgram`: ``P@x``, ``A@x``, ``Aᵀ@y``), so every solver and
+both storage forms share them.
+
+**Residual map.** The unknowns are ``z = (x, v)`` with ``v = y − s`` (Busseti, Moursi & Boyd's
+"residual map" parametrization, extended to a quadratic objective). Moreau's decomposition
+recovers the dual and the slack from v: ``y = Π_{K*}(v)`` and ``s = Π_{K*}(v) − v = Π_K(−v)``,
+so y ∈ K*, s ∈ K and sᵀy = 0 hold *by construction*, and optimality reduces to the square system
+
+    F(x, v; P, q, A, b) = [ P x + q + Aᵀ Π_{K*}(v) ]   (dual feasibility / stationarity)
+                          [ A x + Π_{K*}(v) − v − b ]   (primal feasibility: Ax + s = b)
+
+of n + m equations in n + m unknowns. Its Jacobian in z is
+
+    J = [ P   AᵀD   ]      with D = DΠ_{K*}(v),
+        [ A   D − I ]
+
+nonsingular at a strictly complementary solution with unique primal and dual solutions. At
+degenerate points (weakly active constraints, LP vertices with non-unique duals) D is a
+generalized (Clarke) derivative of the projection and J may be singular; the solution map
+then solves the linear system in the least-squares sense (:mod:`cvxjax._robust_solve`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import Status
+
+
+def conic_residual(cone):
+    """``F((x, v), program)`` of the module docstring for one (unbatched) instance; ``cone``
+    is the :class:`~cvxjax._cones.ProductCone` of ``program.cones``."""
+
+    def F(z, program):
+        x, v = z
+        y = cone.project_dual(v)
+        dual_residual = program.P_matvec(x) + program.q + program.A_rmatvec(y)
+        primal_residual = program.A_matvec(x) + y - v - program.b
+        return dual_residual, primal_residual
+
+    return F
+
+
+class Residuals(NamedTuple):
+    """Relative KKT residuals of a candidate solution (scalars, or arrays under ``vmap``).
+
+    Attributes:
+      primal: ``‖Ax + s − b‖∞ / (1 + max(‖Ax‖∞, ‖s‖∞, ‖b‖∞))``.
+      dual: ``‖Px + q + Aᵀy‖∞ / (1 + max(‖Px‖∞, ‖Aᵀy‖∞, ‖q‖∞))``.
+      gap: ``|xᵀPx + qᵀx + bᵀy| / (1 + |xᵀPx + qᵀx| + |bᵀy + ½xᵀPx|)``, the duality gap with the
+        quadratic term split as in the Wolfe dual.
+    """
+
+    primal: jax.Array
+    dual: jax.Array
+    gap: jax.Array
+
+    def worst(self) -> jax.Array:
+        return jnp.maximum(jnp.maximum(self.primal, self.dual), self.gap)
+
+
+def kkt_residuals(program, x, y, s) -> Residuals:
+    """SCS-style relative residuals (see :class:`Residuals`) of ``(x, y, s)`` for ``program``.
+
+    Cone membership of y and s is not measured: it is the solver's guarantee and is restored
+    exactly anyway when the solution map projects ``v = y − s``. Non-finite input gives
+    non-finite residuals.
+    """
+    Px, Ax, ATy = program.P_matvec(x), program.A_matvec(x), program.A_rmatvec(y)
+    q, b = program.q, program.b
+
+    def inf(v):
+        return jnp.max(jnp.abs(v), initial=0.0)
+
+    primal = inf(Ax + s - b) / (1 + jnp.maximum(jnp.maximum(inf(Ax), inf(s)), inf(b)))
+    dual = inf(Px + q + ATy) / (1 + jnp.maximum(jnp.maximum(inf(Px), inf(ATy)), inf(q)))
+    xPx = x @ Px
+    gap = jnp.abs(xPx + q @ x + b @ y) / (1 + jnp.abs(xPx + q @ x) + jnp.abs(b @ y + 0.5 * xPx))
+    return Residuals(primal, dual, gap)
+
+
+# Statuses after which a solver has no point to offer (it returns NaN or a certificate).
+_NO_SOLUTION = (Status.PRIMAL_INFEASIBLE, Status.DUAL_INFEASIBLE, Status.NUMERICAL_ERROR)
+
+
+def checked_status(program, x, y, s, solver_status, tol):
+    """The status of a solver's answer after checking it: ``(status int32, Residuals)``.
+
+    The one rule for every solver: a certificate or a numerical failure is kept; otherwise the
+    residuals decide. A point within ``tol`` counts as solved even if the solver stopped at its
+    iteration limit or called it inaccurate, and a claimed solution above ``tol`` is
+    ``INACCURATE``: derivatives of a loose solution would be wrong by as much (Blondel et al.,
+    Thm. 1).
+    """
+    residuals = kkt_residuals(program, x, y, s)
+    finite = jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(s))
+    accurate = finite & (residuals.worst() <= tol)
+    no_solution = jnp.isin(solver_status, jnp.asarray(_NO_SOLUTION, jnp.int32))
+    status = jnp.where(
+        no_solution,
+        solver_status,
+        jnp.where(
+            accurate,
+            Status.SOLVED,
+            jnp.where(solver_status == Status.SOLVED, Status.INACCURATE, solver_status),
+        ),
+    )
+    return status.astype(jnp.int32), residuals

@@ -1,0 +1,55 @@
+"""The automatic choice of solver (``solver=None``), itself a solver that selects by
+structure and dtype (as lineax's ``AutoLinearSolver`` selects by operator structure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from ._base import ALL_CONES, AbstractSolver
+from .clarabel import Clarabel
+from .jax_qp import JaxQP
+
+
+@dataclasses.dataclass(frozen=True)
+class Auto(AbstractSolver):
+    """Pure-JAX for small QPs called in float64, Clarabel otherwise.
+
+    The pure-JAX solver (no host round trip, no per-problem Python) is chosen for QPs whose
+    presolved dense program has at most ``max_jax_variables`` variables and
+    ``max_jax_constraints`` rows, when the call is in float64 and no ``solver_args`` are
+    given (they would be Clarabel's or the JAX solver's names, so the choice must not depend
+    on them). Its cost per iteration grows like n³, a sparse host solver's like nnz(L); up to
+    these sizes it measured faster than Clarabel (benchmarks/README.md). Everything else, and
+    float32 calls (the JAX solver cannot reach the default check in float32), goes to Clarabel.
+
+    Fields:
+      max_jax_variables, max_jax_constraints: the size limits above.
+      max_workers: host threads of the Clarabel fallback.
+    """
+
+    name = "AUTO"
+    supported_cones = ALL_CONES
+    data_form = "sparse"
+
+    max_jax_variables: int = 300
+    max_jax_constraints: int = 600
+    max_workers: int | None = None
+
+    def select(self, structure, dense_shape, dtype, settings) -> AbstractSolver:
+        small_qp = (
+            dense_shape is not None
+            and dense_shape.cones.is_qp
+            and dense_shape.n <= self.max_jax_variables
+            and dense_shape.m <= self.max_jax_constraints
+        )
+        if small_qp and not settings and jnp.dtype(dtype) == jnp.float64:
+            return JaxQP()
+        return Clarabel(settings=self.settings, max_workers=self.max_workers)
+
+    def init(self, structure):
+        raise TypeError("Auto is resolved by select() before a solve; it has no workspace.")
+
+    def solve(self, workspace, program, settings, warm_start=None):
+        raise TypeError("Auto is resolved by select() before a solve.")
