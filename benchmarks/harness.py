@@ -45,8 +45,16 @@ AGREE_TOL = 1e-3
 """A solution *disagrees* with CVXPY's when max |x - x_cvxpy| > AGREE_TOL · max(1, ‖x_cvxpy‖∞)."""
 
 PRELOAD = [
-    "numpy", "scipy.sparse", "jax", "jax.numpy", "cvxpy", "clarabel", "osqp", "scs",
-    "workloads", "tools",
+    "numpy",
+    "scipy.sparse",
+    "jax",
+    "jax.numpy",
+    "cvxpy",
+    "clarabel",
+    "osqp",
+    "scs",
+    "workloads",
+    "tools",
 ]
 
 
@@ -126,26 +134,38 @@ def _timed(fn, args, first_exec, cfg: Config):
     """
     if first_exec is not None and first_exec > 3 * cfg.budget_s:
         ms = 1e3 * first_exec
-        return {"median_ms": ms, "min_ms": ms, "max_ms": ms, "n": 1,
-                "samples_ms": [round(ms, 4)], "note": "single sample: first execution"}
+        return {
+            "median_ms": ms,
+            "min_ms": ms,
+            "max_ms": ms,
+            "n": 1,
+            "samples_ms": [round(ms, 4)],
+            "note": "single sample: first execution",
+        }
     t = time.perf_counter()
     fn(*args)  # warm-up
     if time.perf_counter() - t > 3 * cfg.budget_s:
         ms = 1e3 * (time.perf_counter() - t)
-        return {"median_ms": ms, "min_ms": ms, "max_ms": ms, "n": 1,
-                "samples_ms": [round(ms, 4)], "note": "single sample: warm-up call"}
+        return {
+            "median_ms": ms,
+            "min_ms": ms,
+            "max_ms": ms,
+            "n": 1,
+            "samples_ms": [round(ms, 4)],
+            "note": "single sample: warm-up call",
+        }
     return measure(lambda: fn(*args), cfg.repeats, cfg.budget_s)
 
 
-def worker(spec_dict: dict, tool_name: str, config: dict, reference: Optional[np.ndarray],
-           conn) -> None:
+def worker(
+    spec_dict: dict, tool_name: str, config: dict, reference: Optional[np.ndarray], conn
+) -> None:
     """Measure one tool on one workload; send the (growing) record through ``conn``."""
     os.environ["JAX_ENABLE_X64"] = "1"
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-
     from tools import TOOLS, Unavailable, prepare
     from workloads import Spec, make_instance, reference_indices
 
@@ -183,8 +203,7 @@ def worker(spec_dict: dict, tool_name: str, config: dict, reference: Optional[np
         send()
 
         if built.grad is not None:
-            rec["first_grad_s"], grads, first = _first_call(built.grad, args, rec,
-                                                            "compile_grad_s")
+            rec["first_grad_s"], grads, first = _first_call(built.grad, args, rec, "compile_grad_s")
             rec["grad_finite"] = bool(all(np.all(np.isfinite(np.asarray(g))) for g in grads))
             send()
             rec["fwd_bwd"] = _timed(built.grad, args, first, cfg)
@@ -210,8 +229,11 @@ class Runner:
 
     def run(self, spec, tool_name: str, reference: Optional[np.ndarray]) -> Dict[str, Any]:
         start = time.perf_counter()
-        rec = self._run_inline(spec, tool_name, reference) if self.inline else \
-            self._run_process(spec, tool_name, reference)
+        rec = (
+            self._run_inline(spec, tool_name, reference)
+            if self.inline
+            else self._run_process(spec, tool_name, reference)
+        )
         rec["wall_s"] = time.perf_counter() - start
         rec.pop("final", None)
         if rec.get("peak_rss_mb") is not None and rec.get("rss_ready_mb") is not None:
@@ -247,8 +269,10 @@ class Runner:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 proc.kill()
-                rec["error"] = (f"timeout: no result within {self.config.timeout_s:.0f} s "
-                                "(worker killed; phases finished before are kept)")
+                rec["error"] = (
+                    f"timeout: no result within {self.config.timeout_s:.0f} s "
+                    "(worker killed; phases finished before are kept)"
+                )
                 break
             if recv_end.poll(min(remaining, 0.5)):
                 try:

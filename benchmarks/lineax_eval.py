@@ -98,8 +98,16 @@ def main():
                 residual = np.linalg.norm(J @ x - r) / np.linalg.norm(r)
                 to_min_norm = np.linalg.norm(x - x_min) / np.linalg.norm(x_min)
                 seconds = timed(fn, jnp.asarray(J), jnp.asarray(r))
-                rows.append((n + m, "singular" if rank_drop else "regular", name,
-                             seconds * 1e3, residual, to_min_norm))
+                rows.append(
+                    (
+                        n + m,
+                        "singular" if rank_drop else "regular",
+                        name,
+                        seconds * 1e3,
+                        residual,
+                        to_min_norm,
+                    )
+                )
     print(f"{'size':>5} {'J':>9} {'solver':>11} {'ms':>8} {'residual':>10} {'vs min-norm':>12}")
     for size, kind, name, ms, res, dist in rows:
         print(f"{size:>5} {kind:>9} {name:>11} {ms:8.3f} {res:10.1e} {dist:12.1e}")

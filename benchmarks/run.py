@@ -45,36 +45,84 @@ from tools import DEFAULT_TOOLS, TOOLS  # noqa: E402
 from workloads import ALL_SPECS, QUICK_NAMES, make_instance, reference_indices  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGES = ["cvxjax", "jax", "jaxlib", "numpy", "scipy", "cvxpy", "clarabel", "osqp", "scs",
-            "cvxpylayers", "diffcp", "qpax", "jaxopt", "matplotlib"]
+PACKAGES = [
+    "cvxjax",
+    "jax",
+    "jaxlib",
+    "numpy",
+    "scipy",
+    "cvxpy",
+    "clarabel",
+    "osqp",
+    "scs",
+    "cvxpylayers",
+    "diffcp",
+    "qpax",
+    "jaxopt",
+    "matplotlib",
+]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help=f"run only {', '.join(QUICK_NAMES)} with fewer repeats (~2 min)")
-    p.add_argument("--only", default=None,
-                   help="comma-separated workloads: names, families or glob patterns "
-                        "(e.g. 'dense_qp-n50-b1', 'lasso', 'dense_qp-n200-*')")
-    p.add_argument("--tools", default=None,
-                   help=f"comma-separated tools (default: {','.join(DEFAULT_TOOLS)}; "
-                        f"all: {','.join(TOOLS)})")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per mode (default 7; 5 quick)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="seconds per mode after which repeating stops (default 3; 1 quick)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds per (workload, tool) worker before it is killed (default 180; 90 quick)")
-    p.add_argument("--stat", choices=("median", "min"), default="median",
-                   help="statistic of the timed samples shown (default median; both are saved)")
-    p.add_argument("--report-only", action="store_true",
-                   help="re-make the table, targets and plot from the saved JSON, no runs")
-    p.add_argument("--readme", action="store_true",
-                   help="write the machine, table and targets into benchmarks/README.md")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"run only {', '.join(QUICK_NAMES)} with fewer repeats (~2 min)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated workloads: names, families or glob patterns "
+        "(e.g. 'dense_qp-n50-b1', 'lasso', 'dense_qp-n200-*')",
+    )
+    p.add_argument(
+        "--tools",
+        default=None,
+        help=f"comma-separated tools (default: {','.join(DEFAULT_TOOLS)}; all: {','.join(TOOLS)})",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per mode (default 7; 5 quick)"
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds per mode after which repeating stops (default 3; 1 quick)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per (workload, tool) worker before it is killed (default 180; 90 quick)",
+    )
+    p.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="statistic of the timed samples shown (default median; both are saved)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-make the table, targets and plot from the saved JSON, no runs",
+    )
+    p.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the machine, table and targets into benchmarks/README.md",
+    )
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="output directory")
-    p.add_argument("--merge", action="store_true",
-                   help="fold the measured (workload, tool) pairs into results.json")
-    p.add_argument("--inline", action="store_true",
-                   help="run in this process (debugging; no timeouts, memory not per tool)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="fold the measured (workload, tool) pairs into results.json",
+    )
+    p.add_argument(
+        "--inline",
+        action="store_true",
+        help="run in this process (debugging; no timeouts, memory not per tool)",
+    )
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--list", action="store_true", help="list workloads and tools and exit")
     return p.parse_args(argv)
@@ -83,9 +131,13 @@ def parse_args(argv=None):
 def select_specs(args):
     if args.only:
         patterns = [s.strip() for s in args.only.split(",") if s.strip()]
-        chosen = [s for s in ALL_SPECS
-                  if any(fnmatch.fnmatch(s.name, pat) or s.family == pat or s.name == pat
-                         for pat in patterns)]
+        chosen = [
+            s
+            for s in ALL_SPECS
+            if any(
+                fnmatch.fnmatch(s.name, pat) or s.family == pat or s.name == pat for pat in patterns
+            )
+        ]
         if not chosen:
             sys.exit(f"--only {args.only!r} matches no workload; see --list")
         return chosen
@@ -104,20 +156,29 @@ def select_tools(args):
 
 
 def machine_info():
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cores": os.cpu_count()}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in out.splitlines():
             key, _, value = line.partition(":")
-            if key.strip() in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache",
-                               "L3 cache", "Hypervisor vendor"):
+            if key.strip() in (
+                "Model name",
+                "CPU(s)",
+                "Thread(s) per core",
+                "L2 cache",
+                "L3 cache",
+                "Hypervisor vendor",
+            ):
                 info[key.strip()] = value.strip()
     except (OSError, subprocess.SubprocessError):
         pass
     try:
         with open("/proc/meminfo") as f:
-            info["memory_gb"] = round(int(f.readline().split()[1]) / 1024 ** 2, 1)
+            info["memory_gb"] = round(int(f.readline().split()[1]) / 1024**2, 1)
     except OSError:
         pass
     versions = {}
@@ -130,10 +191,18 @@ def machine_info():
     try:
         info["git_commit"] = subprocess.run(
             ["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10).stdout.strip()
-        info["git_dirty"] = bool(subprocess.run(
-            ["git", "-C", os.path.dirname(HERE), "status", "--porcelain", "--", "cvxjax"],
-            capture_output=True, text=True, timeout=10).stdout.strip())
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        info["git_dirty"] = bool(
+            subprocess.run(
+                ["git", "-C", os.path.dirname(HERE), "status", "--porcelain", "--", "cvxjax"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return info
@@ -168,35 +237,50 @@ def measure_all(args, specs, tool_names, config):
     runner = Runner(config, inline=args.inline)
     results = []
     pairs = [(s, t) for s in specs for t in tool_names if TOOLS[t].applies(s)]
-    log(f"{len(specs)} workloads x {len(tool_names)} tools -> {len(pairs)} runs "
-        f"(repeats {config.repeats}, budget {config.budget_s} s, timeout {config.timeout_s} s)")
+    log(
+        f"{len(specs)} workloads x {len(tool_names)} tools -> {len(pairs)} runs "
+        f"(repeats {config.repeats}, budget {config.budget_s} s, timeout {config.timeout_s} s)"
+    )
     done = 0
     for spec in specs:
         inst = make_instance(spec)
         t = time.perf_counter()
         reference = inst.reference(reference_indices(spec))
-        log(f"== {spec.name}: CVXPY reference for elements {reference_indices(spec)} "
-            f"({time.perf_counter() - t:.1f} s)")
+        log(
+            f"== {spec.name}: CVXPY reference for elements {reference_indices(spec)} "
+            f"({time.perf_counter() - t:.1f} s)"
+        )
         default_solver = None
         for tool_name in tool_names:
             tool = TOOLS[tool_name]
             if not tool.applies(spec):
                 continue
             done += 1
-            base = {"workload": spec.name, "family": spec.family, "n": spec.n,
-                    "batch": spec.batch, "tool": tool_name, "kind": tool.kind, "jit": tool.jit}
+            base = {
+                "workload": spec.name,
+                "family": spec.family,
+                "n": spec.n,
+                "batch": spec.batch,
+                "tool": tool_name,
+                "kind": tool.kind,
+                "jit": tool.jit,
+            }
             if tool.kind == "cvxjax" and tool.solver and default_solver == tool.solver:
                 results.append({**base, "status": "same", "same_as": "cvxjax"})
-                log(f"[{done}/{len(pairs)}] {spec.name} / {tool_name}: "
-                    "same solver as cvxjax default, not re-run")
+                log(
+                    f"[{done}/{len(pairs)}] {spec.name} / {tool_name}: "
+                    "same solver as cvxjax default, not re-run"
+                )
                 continue
             rec = {**base, **runner.run(spec, tool_name, reference)}
             rec["status"] = status_of(rec)
             if tool_name == "cvxjax":
                 default_solver = (rec.get("info") or {}).get("resolved_solver")
             results.append(rec)
-            log(f"[{done}/{len(pairs)}] {spec.name} / {tool_name}: {summary_line(rec)} "
-                f"({rec['wall_s']:.1f} s)")
+            log(
+                f"[{done}/{len(pairs)}] {spec.name} / {tool_name}: {summary_line(rec)} "
+                f"({rec['wall_s']:.1f} s)"
+            )
     return results
 
 
@@ -207,8 +291,9 @@ def merge(results, path):
     fresh = {(r["workload"], r["tool"]) for r in results}
     kept = [r for r in old["results"] if (r["workload"], r["tool"]) not in fresh]
     order = {s.name: i for i, s in enumerate(ALL_SPECS)}
-    return sorted(kept + results, key=lambda r: (order.get(r["workload"], 99),
-                                                  list(TOOLS).index(r["tool"])))
+    return sorted(
+        kept + results, key=lambda r: (order.get(r["workload"], 99), list(TOOLS).index(r["tool"]))
+    )
 
 
 def write_outputs(results, meta, out_dir, stem, plot=True, readme=False):
@@ -221,36 +306,60 @@ def write_outputs(results, meta, out_dir, stem, plot=True, readme=False):
     png = os.path.join(out_dir, "benchmark.png" if full else f"{stem}.png")
     meta = {**meta, "stat": report.STAT}
     with open(os.path.join(out_dir, f"{stem}.json"), "w") as f:
-        json.dump({"meta": meta, "targets": entries, "results": results}, f, indent=1,
-                  default=report.finite_or_none)
+        json.dump(
+            {"meta": meta, "targets": entries, "results": results},
+            f,
+            indent=1,
+            default=report.finite_or_none,
+        )
     with open(os.path.join(out_dir, "table.md" if full else f"{stem}.md"), "w") as f:
         f.write(table + "\n\n" + (fails + "\n\n" if fails else "") + "Targets:\n" + targets + "\n")
     if readme:
-        report.update_readme(os.path.join(HERE, "README.md"), {
-            "machine": report.machine_text(meta),
-            "table": table + ("\n\nFailures and disagreements:\n\n" + fails if fails else ""),
-            "targets": report.targets_table(entries) + "\n\n" + "Backward/forward of every "
-            "cvxjax run: " + ", ".join(
-                f"{e['numerator']} on {e['workload']} {e['measured']:.2f}"
-                for e in entries if e["target"].startswith("backward")) + ".",
-        })
+        report.update_readme(
+            os.path.join(HERE, "README.md"),
+            {
+                "machine": report.machine_text(meta),
+                "table": table + ("\n\nFailures and disagreements:\n\n" + fails if fails else ""),
+                "targets": report.targets_table(entries) + "\n\n" + "Backward/forward of every "
+                "cvxjax run: "
+                + ", ".join(
+                    f"{e['numerator']} on {e['workload']} {e['measured']:.2f}"
+                    for e in entries
+                    if e["target"].startswith("backward")
+                )
+                + ".",
+            },
+        )
     if plot:
         machine = meta.get("machine", {})
-        report.plot(results, png, f"cvxjax benchmarks ({machine.get('Model name', '')}, "
-                                  f"{machine.get('cores')} cores, {meta.get('date')})")
+        report.plot(
+            results,
+            png,
+            f"cvxjax benchmarks ({machine.get('Model name', '')}, "
+            f"{machine.get('cores')} cores, {meta.get('date')})",
+        )
     print(table)
     print()
-    print(f"Times are {report.STAT}s in ms. ×peer: ratio to the fastest of cvxpylayers/qpax/"
-          "jaxopt whose answer agrees with CVXPY (same mode); ×floor: ratio to the fastest bare "
-          "solver (forward); bwd/fwd = (fwd+bwd - fwd) / fwd. Last column: max |x - x_cvxpy| "
-          "over the checked batch elements.")
+    print(
+        f"Times are {report.STAT}s in ms. ×peer: ratio to the fastest of cvxpylayers/qpax/"
+        "jaxopt whose answer agrees with CVXPY (same mode); ×floor: ratio to the fastest bare "
+        "solver (forward); bwd/fwd = (fwd+bwd - fwd) / fwd. Last column: max |x - x_cvxpy| "
+        "over the checked batch elements."
+    )
     if fails:
         print("\nFailures / disagreements:\n" + fails)
     print("\nTargets (cvxjax = default solver):\n" + targets)
     wall = meta.get("wall_s")
-    print(f"\nWrote {out_dir}/{stem}.json" + (f", {png}" if plot else "")
-          + (f"; total {wall:.0f} s, load average {meta['loadavg_start'][0]:.1f} -> "
-             f"{meta['loadavg_end'][0]:.1f}" if wall else ""))
+    print(
+        f"\nWrote {out_dir}/{stem}.json"
+        + (f", {png}" if plot else "")
+        + (
+            f"; total {wall:.0f} s, load average {meta['loadavg_start'][0]:.1f} -> "
+            f"{meta['loadavg_end'][0]:.1f}"
+            if wall
+            else ""
+        )
+    )
 
 
 def main(argv=None):
@@ -267,8 +376,9 @@ def main(argv=None):
     if args.report_only:
         with open(os.path.join(args.out, f"{stem}.json")) as f:
             saved = json.load(f)
-        write_outputs(saved["results"], saved["meta"], args.out, stem, not args.no_plot,
-                      args.readme)
+        write_outputs(
+            saved["results"], saved["meta"], args.out, stem, not args.no_plot, args.readme
+        )
         return 0
 
     specs, tool_names = select_specs(args), select_tools(args)
@@ -282,9 +392,13 @@ def main(argv=None):
         "command": " ".join(["python", "benchmarks/run.py"] + (argv or sys.argv[1:])),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "config": {"repeats": config.repeats, "budget_s": config.budget_s,
-                   "timeout_s": config.timeout_s, "agree_tol": AGREE_TOL,
-                   "isolation": "inline" if args.inline else "forkserver process per pair"},
+        "config": {
+            "repeats": config.repeats,
+            "budget_s": config.budget_s,
+            "timeout_s": config.timeout_s,
+            "agree_tol": AGREE_TOL,
+            "isolation": "inline" if args.inline else "forkserver process per pair",
+        },
         "loadavg_start": os.getloadavg(),
     }
     results = measure_all(args, specs, tool_names, config)

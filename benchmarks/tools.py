@@ -29,17 +29,25 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-
 from workloads import DENSE_FAMILIES, QP_FAMILIES, Instance, Spec
 
 # Settings of the bare solvers: the same as cvxjax's host backends use by default
 # (cvxjax/_backends/{osqp,clarabel}.py), so that the comparison measures overhead only.
 OSQP_SETTINGS = dict(
-    eps_abs=1e-8, eps_rel=1e-8, polishing=True, max_iter=100_000, verbose=False,
-    eps_prim_inf=1e-9, eps_dual_inf=1e-9,
+    eps_abs=1e-8,
+    eps_rel=1e-8,
+    polishing=True,
+    max_iter=100_000,
+    verbose=False,
+    eps_prim_inf=1e-9,
+    eps_dual_inf=1e-9,
 )
 CLARABEL_SETTINGS = dict(
-    verbose=False, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-8,
+    verbose=False,
+    tol_gap_abs=1e-10,
+    tol_gap_rel=1e-10,
+    tol_feas=1e-10,
+    tol_ktratio=1e-8,
     max_iter=200,
 )
 JAXOPT_SETTINGS = dict(tol=1e-5)
@@ -109,8 +117,15 @@ TOOLS: Dict[str, Tool] = {
 
 #: Tools run by default (cvxjax-scs only on request: SCS is not one of the asked-for solvers).
 DEFAULT_TOOLS = [
-    "cvxjax", "cvxjax-clarabel", "cvxjax-osqp", "cvxjax-jax",
-    "cvxpylayers", "qpax", "jaxopt", "osqp", "clarabel",
+    "cvxjax",
+    "cvxjax-clarabel",
+    "cvxjax-osqp",
+    "cvxjax-jax",
+    "cvxpylayers",
+    "qpax",
+    "jaxopt",
+    "osqp",
+    "clarabel",
 ]
 
 
@@ -180,7 +195,7 @@ def _build_cvxjax(tool: Tool, inst: Instance) -> Built:
         )
     except ValueError as err:
         if tool.solver is not None and "nknown solver" in str(err):
-            raise Unavailable(f"solver {tool.solver!r} not offered by this cvxjax: {err}")
+            raise Unavailable(f"solver {tool.solver!r} not offered by this cvxjax: {err}") from err
         raise
     fwd, grad = _jax_callables(lambda *p: layer(*p)[0], len(inst.parameters), True)
     # The solver the calls below actually run (solver=None picks per dtype; float64 here).
@@ -271,7 +286,6 @@ def _csc32(M):
 def _build_osqp(tool: Tool, inst: Instance) -> Built:
     import osqp
     import scipy.sparse as sp
-
     from cvxpy import OSQP
 
     items = []
@@ -283,8 +297,11 @@ def _build_osqp(tool: Tool, inst: Instance) -> Built:
         items.append((P, np.asarray(d["q"], float), A, lower, upper))
     xs = _x_slice(d, inst)
     P0, q0, A0, l0, u0 = items[0]
-    same = lambda M, N: (M.shape == N.shape and np.array_equal(M.indptr, N.indptr)
-                         and np.array_equal(M.indices, N.indices))
+    same = lambda M, N: (
+        M.shape == N.shape
+        and np.array_equal(M.indptr, N.indptr)
+        and np.array_equal(M.indices, N.indices)
+    )
     if not all(same(P, P0) and same(A, A0) for P, _, A, _, _ in items):
         raise RuntimeError("canonical sparsity pattern varies across the batch")
     matrices_change = any(
@@ -307,8 +324,9 @@ def _build_osqp(tool: Tool, inst: Instance) -> Built:
             out[k] = result.x[xs]
         return out
 
-    return Built(fwd, None, _as_batch,
-                 {"settings": OSQP_SETTINGS, "matrix_updates": bool(matrices_change)})
+    return Built(
+        fwd, None, _as_batch, {"settings": OSQP_SETTINGS, "matrix_updates": bool(matrices_change)}
+    )
 
 
 def _clarabel_cones(dims) -> list:
@@ -328,7 +346,6 @@ def _clarabel_cones(dims) -> list:
 def _build_clarabel(tool: Tool, inst: Instance) -> Built:
     import clarabel
     import scipy.sparse as sp
-
     from cvxpy import CLARABEL
 
     settings = clarabel.DefaultSettings()
@@ -338,8 +355,9 @@ def _build_clarabel(tool: Tool, inst: Instance) -> Built:
     for d in _canonical_data(inst, CLARABEL):
         P = sp.triu(d["P"], format="csc")
         A = sp.csc_matrix(d["A"])
-        items.append((P, np.asarray(d["c"], float), A, np.asarray(d["b"], float),
-                      _clarabel_cones(d["dims"])))
+        items.append(
+            (P, np.asarray(d["c"], float), A, np.asarray(d["b"], float), _clarabel_cones(d["dims"]))
+        )
     xs = _x_slice(d, inst)
 
     def fwd(*_unused):

@@ -135,7 +135,9 @@ class Instance:
             if self.problem.status != cp.OPTIMAL:  # tight tolerances not reached: defaults
                 self.problem.solve(solver=cp.CLARABEL)
             if self.problem.status != cp.OPTIMAL:
-                raise RuntimeError(f"{self.spec.name}: reference solve status {self.problem.status}")
+                raise RuntimeError(
+                    f"{self.spec.name}: reference solve status {self.problem.status}"
+                )
             out.append(np.array(self.x.value, dtype=np.float64))
         return np.stack(out)
 
@@ -166,8 +168,9 @@ def _dense_qp(spec: Spec, rng: np.random.Generator) -> Instance:
     return Instance(spec, problem, [qp, hp, bp], x, _unbatch(spec, [q, h, b]), dense)
 
 
-def _banded_random(rows: int, cols: int, rng: np.random.Generator, per_row: int = 5,
-                   half_width: int = 10) -> sp.csc_matrix:
+def _banded_random(
+    rows: int, cols: int, rng: np.random.Generator, per_row: int = 5, half_width: int = 10
+) -> sp.csc_matrix:
     """``per_row`` Gaussian entries per row at random columns near the (scaled) diagonal.
 
     Structured sparsity, like the constraint matrices of control or signal problems: with the
@@ -216,8 +219,14 @@ def _nnls(spec: Spec, rng: np.random.Generator) -> Instance:
     def dense(Av, bv):
         import jax.numpy as jnp
 
-        return (2.0 * Av.T @ Av, -2.0 * Av.T @ bv, jnp.zeros((0, n), Av.dtype),
-                jnp.zeros((0,), Av.dtype), -jnp.eye(n, dtype=Av.dtype), jnp.zeros(n, Av.dtype))
+        return (
+            2.0 * Av.T @ Av,
+            -2.0 * Av.T @ bv,
+            jnp.zeros((0, n), Av.dtype),
+            jnp.zeros((0,), Av.dtype),
+            -jnp.eye(n, dtype=Av.dtype),
+            jnp.zeros(n, Av.dtype),
+        )
 
     return Instance(spec, problem, [Ap, bp], x, _unbatch(spec, [A, b]), dense)
 
@@ -241,8 +250,14 @@ def _box_lp(spec: Spec, rng: np.random.Generator) -> Instance:
     def dense(cv):
         import jax.numpy as jnp
 
-        return (0.2 * jnp.eye(n, dtype=cv.dtype), cv, jnp.zeros((0, n), cv.dtype),
-                jnp.zeros((0,), cv.dtype), jnp.asarray(G_all), jnp.asarray(h_all))
+        return (
+            0.2 * jnp.eye(n, dtype=cv.dtype),
+            cv,
+            jnp.zeros((0, n), cv.dtype),
+            jnp.zeros((0,), cv.dtype),
+            jnp.asarray(G_all),
+            jnp.asarray(h_all),
+        )
 
     return Instance(spec, problem, [cpar], x, _unbatch(spec, [c]), dense)
 

@@ -8,13 +8,12 @@ theorem ([`custom_root`][cvxjax.custom_root], [`custom_fixed_point`][cvxjax.cust
 from . import linear_solve as linear_solve
 from . import optimality as optimality
 from . import solvers as solvers
+from ._errors import SolverError as SolverError
+from ._errors import Status as Status
 from ._implicit import custom_fixed_point as custom_fixed_point
 from ._implicit import custom_root as custom_root
 from ._implicit import root_jvp as root_jvp
 from ._implicit import root_vjp as root_vjp
-
-from ._errors import SolverError as SolverError
-from ._errors import Status as Status
 from ._layer import CvxpyLayer as CvxpyLayer
 from ._layer import LayerInfo as LayerInfo
 from ._solution_map import Solution as Solution

@@ -182,9 +182,7 @@ def _implicit_solver(solver, optimality_fun, linear_solve, has_aux, name):
             raise ValueError(f"{name}: with has_aux=True the solver must return (params, aux).")
         root, aux = (out[0], out[1]) if has_aux else (out, None)
         _check_square(optimality_fun, root, args, kwargs)
-        root_dot = root_jvp(
-            optimality_fun, root, args, args_dot, linear_solve, kwargs, kwargs_dot
-        )
+        root_dot = root_jvp(optimality_fun, root, args, args_dot, linear_solve, kwargs, kwargs_dot)
         if has_aux:
             # aux is returned as is and treated as a constant (zero derivative).
             return out, (root_dot, jax.tree_util.tree_map(_zero_tangent, aux))

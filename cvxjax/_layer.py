@@ -180,6 +180,11 @@ class CvxpyLayer:
         traced = any(isinstance(a, jax.core.Tracer) for a in arrays)
         settings = {**self.solver_args, **(solver_args or {})}
         solver = self._select(dtype, settings)
+        if jnp.dtype(dtype).name not in solver.dtypes:
+            raise ValueError(
+                f"Solver {solver.name} takes parameter values of dtype "
+                f"{', '.join(sorted(solver.dtypes))}, got {jnp.dtype(dtype).name}."
+            )
         # Eager calls raise after the compiled call returns; under the user's trace the
         # compiled program itself must raise (raise_if_failed handles both).
         raise_inside = self.on_failure == "raise" and traced
@@ -226,8 +231,11 @@ class CvxpyLayer:
         if run is not None:
             return run
         solution_map = make_solution_map(
-            solver, self._workspace(solver), self._reduction,
-            settings=solver.merged_settings(dict(settings)), check_tol=check_tol,
+            solver,
+            self._workspace(solver),
+            self._reduction,
+            settings=solver.merged_settings(dict(settings)),
+            check_tol=check_tol,
             refine_steps=self.refine_steps,
         )
         canonical = self.canonical

@@ -146,15 +146,29 @@ def build_elimination(
     elim_rows = rows[chosen].astype(np.int64)
     elim_cols = cols[chosen].astype(np.int64)
     order = np.argsort(elim_cols)
-    elim_rows, elim_cols, pivots = elim_rows[order], elim_cols[order], constant_values[chosen][order]
+    elim_rows, elim_cols, pivots = (
+        elim_rows[order],
+        elim_cols[order],
+        constant_values[chosen][order],
+    )
     kept_cols = np.setdiff1d(np.arange(n), elim_cols)
     kept_rows = np.setdiff1d(np.arange(m), elim_rows)
     cones = dataclasses.replace(structure.cones, zero=n_zero - int(elim_rows.size))
     col_order = np.concatenate([kept_cols, elim_cols])
     row_order = np.concatenate([kept_rows, elim_rows])
     col_position, row_position = np.argsort(col_order), np.argsort(row_order)
-    arrays = (kept_cols, elim_cols, elim_rows, kept_rows, pivots, cones,
-              col_order, row_order, col_position, row_position)
+    arrays = (
+        kept_cols,
+        elim_cols,
+        elim_rows,
+        kept_rows,
+        pivots,
+        cones,
+        col_order,
+        row_order,
+        col_position,
+        row_position,
+    )
     for a in arrays:
         if isinstance(a, np.ndarray):
             a.flags.writeable = False
@@ -193,16 +207,30 @@ def blocks(elim: Elimination, data: ProgramData) -> Blocks:
     s = elim.structure
     nk, mk = elim.n, elim.m
     dtype = data.q.dtype
-    P = jnp.zeros((s.n, s.n), dtype).at[elim.col_position[s.P_rows], elim.col_position[s.P_cols]].add(data.P)
-    A = jnp.zeros((s.m, s.n), dtype).at[elim.row_position[s.A_rows], elim.col_position[s.A_cols]].add(data.A)
+    P = (
+        jnp.zeros((s.n, s.n), dtype)
+        .at[elim.col_position[s.P_rows], elim.col_position[s.P_cols]]
+        .add(data.P)
+    )
+    A = (
+        jnp.zeros((s.m, s.n), dtype)
+        .at[elim.row_position[s.A_rows], elim.col_position[s.A_cols]]
+        .add(data.A)
+    )
     q = data.q[elim.col_order]
     b = data.b[elim.row_order]
     pivots = jnp.asarray(elim.pivots, dtype)
     return Blocks(
-        P_KK=P[:nk, :nk], P_KT=P[:nk, nk:], P_TT=P[nk:, nk:],
-        q_K=q[:nk], q_T=q[nk:],
-        A_RK=A[:mk, :nk], A_RT=A[:mk, nk:], b_R=b[:mk],
-        M=-A[mk:, :nk] / pivots[:, None], c=b[mk:] / pivots,
+        P_KK=P[:nk, :nk],
+        P_KT=P[:nk, nk:],
+        P_TT=P[nk:, nk:],
+        q_K=q[:nk],
+        q_T=q[nk:],
+        A_RK=A[:mk, :nk],
+        A_RT=A[:mk, nk:],
+        b_R=b[:mk],
+        M=-A[mk:, :nk] / pivots[:, None],
+        c=b[mk:] / pivots,
     )
 
 

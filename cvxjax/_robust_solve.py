@@ -83,9 +83,7 @@ def robust_krylov_solve(matvec, b):
 
     def after_bicgstab():
         x_gmres = solve_gmres(matvec, b)
-        return jax.lax.cond(
-            accurate(x_gmres), lambda: x_gmres, lambda: solve_normal_cg(matvec, b)
-        )
+        return jax.lax.cond(accurate(x_gmres), lambda: x_gmres, lambda: solve_normal_cg(matvec, b))
 
     return jax.lax.cond(accurate(x), lambda: x, after_bicgstab)
 

@@ -114,8 +114,11 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
         consumed = jax.lax.stop_gradient(reduced if solver.data_form == "dense" else program)
         raw = solver.solve(workspace, consumed, settings, None)
         status, residuals = checked_status(consumed, raw.x, raw.y, raw.s, raw.status, check_tol)
-        x, y, s = (raw.x, raw.y, raw.s) if solver.data_form == "dense" else (
-            reduction.restrict(raw.x, raw.y, raw.s))
+        x, y, s = (
+            (raw.x, raw.y, raw.s)
+            if solver.data_form == "dense"
+            else (reduction.restrict(raw.x, raw.y, raw.s))
+        )
         z0 = _zero_if_failed((x, y - s), status)
         x, v = polish(z0, reduced)
         outputs = reduction.invert(inverse_data, x, cone.project_dual(v))

@@ -6,11 +6,11 @@ max_iter=100)``, ``solver=solvers.Auto(max_jax_variables=100)``). To add a solve
 for one that runs on the host) and pass an instance; its docstring is the contract.
 """
 
+from ._solvers import OSQP as OSQP
+from ._solvers import SCS as SCS
 from ._solvers import AbstractSolver as AbstractSolver
 from ._solvers import Auto as Auto
 from ._solvers import Clarabel as Clarabel
 from ._solvers import HostSolver as HostSolver
 from ._solvers import JaxQP as JaxQP
-from ._solvers import OSQP as OSQP
 from ._solvers import RawSolution as RawSolution
-from ._solvers import SCS as SCS

@@ -218,13 +218,16 @@ def gradient_fd_check(l2, n_train=200, n_directions=3, step=1e-5, seed=0):
 def plot(init_images, distilled_images, distilled_labels, losses, path):
     """Left: the initial noise and the learned images, one column per class. Right: outer loss."""
     labels = np.asarray(distilled_labels)
-    rows = [("init", np.asarray(init_images, np.float64)),
-            ("learned", np.asarray(distilled_images, np.float64))]
+    rows = [
+        ("init", np.asarray(init_images, np.float64)),
+        ("learned", np.asarray(distilled_images, np.float64)),
+    ]
     per_class = labels.shape[0] // N_CLASSES
     n_rows = 2 * per_class
     fig = plt.figure(figsize=(12, 0.7 + 0.95 * n_rows))
-    grid = fig.add_gridspec(n_rows, N_CLASSES, left=0.06, right=0.6, top=0.8, bottom=0.04,
-                            wspace=0.08, hspace=0.12)
+    grid = fig.add_gridspec(
+        n_rows, N_CLASSES, left=0.06, right=0.6, top=0.8, bottom=0.04, wspace=0.08, hspace=0.12
+    )
     for block, (name, images) in enumerate(rows):
         for c in range(N_CLASSES):
             for k, image in enumerate(images[labels == c]):
@@ -295,15 +298,19 @@ def main(smoke: bool = False, out_dir=None) -> dict:
         "loss_history": losses,
     }
     print(f"synthetic images             : {n_synthetic} (from {X_train.shape[0]} training images)")
-    print(f"outer loss (train CE)        : {results['outer_loss_init']:.4f} -> "
-          f"{results['outer_loss_final']:.4f} after {n_outer_steps} Adam steps")
+    print(
+        f"outer loss (train CE)        : {results['outer_loss_init']:.4f} -> "
+        f"{results['outer_loss_final']:.4f} after {n_outer_steps} Adam steps"
+    )
     print(f"test accuracy, distilled init: {results['test_acc_init']:.3f}")
     print(f"test accuracy, distilled     : {results['test_acc_distilled']:.3f}")
     print(f"test accuracy, full train set: {results['test_acc_full']:.3f}  (reference)")
     if jax.config.read("jax_enable_x64"):
         results["grad_fd_rel_error"] = gradient_fd_check(l2)
-        print(f"implicit grad vs central FD  : max rel. error {results['grad_fd_rel_error']:.1e} "
-              "(float64, tiny instance)")
+        print(
+            f"implicit grad vs central FD  : max rel. error {results['grad_fd_rel_error']:.1e} "
+            "(float64, tiny instance)"
+        )
     plot(init_images, images, distilled_labels, losses, out_dir / f"{NAME}.png")
     results["seconds"] = time.perf_counter() - start
     print(f"total time                   : {results['seconds']:.1f} s")

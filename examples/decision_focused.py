@@ -69,8 +69,13 @@ def make_market(rng, num_assets, num_features, num_factors=2):
     factors = 0.05 * rng.normal(size=(num_assets, num_factors))
     idiosyncratic = 0.05
     covariance = factors @ factors.T + idiosyncratic**2 * np.eye(num_assets)
-    return {"loadings": loadings, "factors": factors, "idiosyncratic": idiosyncratic,
-            "covariance": covariance, "degree": 4}
+    return {
+        "loadings": loadings,
+        "factors": factors,
+        "idiosyncratic": idiosyncratic,
+        "covariance": covariance,
+        "degree": 4,
+    }
 
 
 def true_expected_returns(market, z):
@@ -83,8 +88,9 @@ def sample(rng, market, num):
     """Features z ~ N(0, I) (N, p), true means μ (N, n) and realized returns r = μ + ε (N, n)."""
     z = rng.normal(size=(num, market["loadings"].shape[1]))
     mu = true_expected_returns(market, z)
-    noise = (rng.normal(size=(num, market["factors"].shape[1])) @ market["factors"].T
-             + market["idiosyncratic"] * rng.normal(size=mu.shape))
+    noise = rng.normal(size=(num, market["factors"].shape[1])) @ market["factors"].T + market[
+        "idiosyncratic"
+    ] * rng.normal(size=mu.shape)
     return z, mu, mu + noise
 
 
@@ -99,8 +105,14 @@ def make_portfolio_layer(covariance, risk_aversion, solver, dtype):
     risk = risk_aversion * cp.quad_form(x, cp.psd_wrap(covariance))
     problem = cp.Problem(cp.Minimize(risk - predicted_mean @ x), [cp.sum(x) == 1, x >= 0])
     check_tol = 1e-6 if jnp.finfo(dtype).bits == 64 else 1e-4  # float32 IPM accuracy ~1e-5
-    layer = cvxjax.CvxpyLayer(problem, parameters=[predicted_mean], variables=[x], solver=solver,
-                              on_failure="nan", check_tol=check_tol)
+    layer = cvxjax.CvxpyLayer(
+        problem,
+        parameters=[predicted_mean],
+        variables=[x],
+        solver=solver,
+        on_failure="nan",
+        check_tol=check_tol,
+    )
     return lambda mean_batch: layer(mean_batch)[0]
 
 
@@ -133,19 +145,26 @@ def make_decision_loss(layer, covariance, risk_aversion):
     compiling the layer's implicit backward pass takes seconds — more than the extra backward
     passes cost at these sizes. Every call uses the same batch shape, so it compiles once.
     """
+
     def decision_loss(means, returns):
         decisions = layer(means)
         per_sample = -utility(decisions, returns, covariance, risk_aversion)
         solved = jnp.isfinite(per_sample)
-        return jnp.sum(jnp.where(solved, per_sample, 0.0)) / jnp.maximum(jnp.sum(solved), 1), decisions
+        return jnp.sum(jnp.where(solved, per_sample, 0.0)) / jnp.maximum(
+            jnp.sum(solved), 1
+        ), decisions
 
     return jax.jit(jax.value_and_grad(decision_loss, has_aux=True))
 
 
 def decide(decision_loss, means, batch):
     """x*(m) for every row of ``means`` (N, n), in batches of the training size (N % batch == 0)."""
-    return jnp.concatenate([decision_loss(means[i:i + batch], means[i:i + batch])[0][1]
-                            for i in range(0, len(means), batch)])
+    return jnp.concatenate(
+        [
+            decision_loss(means[i : i + batch], means[i : i + batch])[0][1]
+            for i in range(0, len(means), batch)
+        ]
+    )
 
 
 def make_evaluator(decision_loss, covariance, risk_aversion, z, mu, batch):
@@ -166,8 +185,12 @@ def make_evaluator(decision_loss, covariance, risk_aversion, z, mu, batch):
             "regret": float(np.nansum(regret) / jnp.sum(jnp.abs(best_utility))),
             "mean_regret": float(np.nanmean(regret)),
             "mse": float(jnp.mean(jnp.sum((predicted - mu) ** 2, axis=-1))),
-            "spread_ratio": float(jnp.mean(jnp.std(predicted, axis=-1)) / jnp.mean(jnp.std(mu, axis=-1))),
-            "top_asset_hit": float(jnp.mean(jnp.argmax(predicted, axis=-1) == jnp.argmax(mu, axis=-1))),
+            "spread_ratio": float(
+                jnp.mean(jnp.std(predicted, axis=-1)) / jnp.mean(jnp.std(mu, axis=-1))
+            ),
+            "top_asset_hit": float(
+                jnp.mean(jnp.argmax(predicted, axis=-1) == jnp.argmax(mu, axis=-1))
+            ),
         }
 
     return evaluate
@@ -178,7 +201,9 @@ def train_decision_focused(decision_loss, params, train, evaluate, config):
     z_train, r_train = train
     num_train, batch = len(z_train), config["batch_size"]
     # Cosine decay: the realized-return loss is noisy, so the step shrinks to settle at the end.
-    schedule = optax.cosine_decay_schedule(config["learning_rate"], config["epochs"] * (num_train // batch))
+    schedule = optax.cosine_decay_schedule(
+        config["learning_rate"], config["epochs"] * (num_train // batch)
+    )
     # A failed solve makes the gradient NaN: apply_if_finite skips that update.
     optimizer = optax.apply_if_finite(optax.adam(schedule), max_consecutive_errors=10)
     opt_state = optimizer.init(params)
@@ -197,7 +222,7 @@ def train_decision_focused(decision_loss, params, train, evaluate, config):
         start = time.perf_counter()
         permutation = order_rng.permutation(num_train)
         for first in range(0, num_train - batch + 1, batch):
-            idx = permutation[first:first + batch]
+            idx = permutation[first : first + batch]
             _, gradient_means = decision_loss(predict(params, z_train[idx]), r_train[idx])
             params, opt_state = apply_gradient(params, opt_state, z_train[idx], gradient_means)
         jax.block_until_ready(params)
@@ -232,9 +257,17 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
     if solver is None:
         solver = None if smoke else "JAX"
     dtype = jnp.result_type(float)  # float64 when x64 is enabled (the script enables it)
-    config = dict(seed=0, num_assets=10, num_features=5, risk_aversion=10.0,
-                  num_train=1000, num_test=1000, epochs=30, batch_size=50,
-                  learning_rate=1e-2)
+    config = dict(
+        seed=0,
+        num_assets=10,
+        num_features=5,
+        risk_aversion=10.0,
+        num_train=1000,
+        num_test=1000,
+        epochs=30,
+        batch_size=50,
+        learning_rate=1e-2,
+    )
     if smoke:
         config.update(num_train=200, num_test=200, epochs=5, batch_size=20)
 
@@ -245,9 +278,11 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
     z_test, mu_test, _ = as_jax(*sample(rng, market, config["num_test"]))
     covariance = jnp.asarray(market["covariance"], dtype)
     gamma = config["risk_aversion"]
-    print(f"{config['num_assets']} assets, {config['num_features']} features, true μ(z) of degree "
-          f"{market['degree']}, linear model; {config['num_train']} train / {config['num_test']} test; "
-          f"γ = {gamma}; QP solver: {solver or 'CLARABEL'}; dtype {jnp.dtype(dtype).name}")
+    print(
+        f"{config['num_assets']} assets, {config['num_features']} features, true μ(z) of degree "
+        f"{market['degree']}, linear model; {config['num_train']} train / {config['num_test']} test; "
+        f"γ = {gamma}; QP solver: {solver or 'CLARABEL'}; dtype {jnp.dtype(dtype).name}"
+    )
     layer = make_portfolio_layer(market["covariance"], gamma, solver, dtype)
     decision_loss = make_decision_loss(layer, covariance, gamma)
     batch = config["batch_size"]
@@ -256,39 +291,57 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
     compile_seconds = time.perf_counter() - start
     evaluate_train = make_evaluator(decision_loss, covariance, gamma, z_train, mu_train, batch)
 
-    two_stage = jax.tree.map(lambda a: jnp.asarray(a, dtype), fit_two_stage(np.asarray(z_train), np.asarray(r_train)))
+    two_stage = jax.tree.map(
+        lambda a: jnp.asarray(a, dtype), fit_two_stage(np.asarray(z_train), np.asarray(r_train))
+    )
     # DFL starts from the two-stage fit: the curve then shows what the decision loss changes.
-    dfl, curves = train_decision_focused(decision_loss, two_stage, (z_train, r_train), evaluate_test, config)
+    dfl, curves = train_decision_focused(
+        decision_loss, two_stage, (z_train, r_train), evaluate_test, config
+    )
 
     results = {}
     for name, params in (("two_stage", two_stage), ("dfl", dfl)):
         results.update({f"{name}_{key}": value for key, value in evaluate_test(params).items()})
         results[f"{name}_train_regret"] = evaluate_train(params)["regret"]
     decisions = np.asarray(decide(decision_loss, predict(dfl, z_test), batch))
-    results["max_violation"] = float(max(np.abs(decisions.sum(axis=1) - 1).max(), np.maximum(-decisions, 0).max()))
+    results["max_violation"] = float(
+        max(np.abs(decisions.sum(axis=1) - 1).max(), np.maximum(-decisions, 0).max())
+    )
     results["dfl_regret_curve"] = np.asarray(curves["regret"])
     results["dfl_mse_curve"] = np.asarray(curves["mse"])
     results["epoch_seconds"] = float(np.median(curves["epoch_seconds"]))
     results["compile_seconds"] = compile_seconds
 
-    print(f"{'method':<17} {'test regret':>11} {'mean regret':>11} {'train regret':>12} "
-          f"{'test MSE of μ̂':>13} {'spread μ̂/μ':>11} {'best asset ranked 1st':>21}")
+    print(
+        f"{'method':<17} {'test regret':>11} {'mean regret':>11} {'train regret':>12} "
+        f"{'test MSE of μ̂':>13} {'spread μ̂/μ':>11} {'best asset ranked 1st':>21}"
+    )
     for name, label in (("two_stage", "two-stage (MSE)"), ("dfl", "decision-focused")):
-        print(f"{label:<17} {results[f'{name}_regret']:>11.2%} {results[f'{name}_mean_regret']:>11.2e} "
-              f"{results[f'{name}_train_regret']:>12.2%} {results[f'{name}_mse']:>13.3f} "
-              f"{results[f'{name}_spread_ratio']:>11.2f} {results[f'{name}_top_asset_hit']:>21.1%}")
-    print(f"DFL: {results['epoch_seconds']:.3f} s/epoch; compiling the layer (+ first solves): "
-          f"{compile_seconds:.1f} s; max constraint violation of x*: {results['max_violation']:.1e}")
+        print(
+            f"{label:<17} {results[f'{name}_regret']:>11.2%} {results[f'{name}_mean_regret']:>11.2e} "
+            f"{results[f'{name}_train_regret']:>12.2%} {results[f'{name}_mse']:>13.3f} "
+            f"{results[f'{name}_spread_ratio']:>11.2f} {results[f'{name}_top_asset_hit']:>21.1%}"
+        )
+    print(
+        f"DFL: {results['epoch_seconds']:.3f} s/epoch; compiling the layer (+ first solves): "
+        f"{compile_seconds:.1f} s; max constraint violation of x*: {results['max_violation']:.1e}"
+    )
 
     plot(results, out_dir / f"{NAME}.png")
     return results
 
 
 def plot(results, path):
-    fig, (ax_curve, ax_bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax_curve, ax_bars) = plt.subplots(
+        1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.4, 1]}
+    )
     curve = results["dfl_regret_curve"]
-    ax_curve.plot(np.arange(len(curve)), 100 * curve, color="C0", marker="o", ms=3, label="decision-focused")
-    ax_curve.axhline(100 * results["two_stage_regret"], color="C1", linestyle="--", label="two-stage (MSE fit)")
+    ax_curve.plot(
+        np.arange(len(curve)), 100 * curve, color="C0", marker="o", ms=3, label="decision-focused"
+    )
+    ax_curve.axhline(
+        100 * results["two_stage_regret"], color="C1", linestyle="--", label="two-stage (MSE fit)"
+    )
     ax_curve.set_xlabel("epoch (0 = two-stage initialization)")
     ax_curve.set_ylabel("test regret, % of optimal utility")
     ax_curve.set_title("Test regret during decision-focused training")
@@ -316,7 +369,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="reduced size (for tests)")
     parser.add_argument("--out", default=None, help="output directory for the PNG")
-    parser.add_argument("--solver", default=None, help='layer solver: "JAX", "CLARABEL", "OSQP", ...')
+    parser.add_argument(
+        "--solver", default=None, help='layer solver: "JAX", "CLARABEL", "OSQP", ...'
+    )
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)  # accurate QP solutions and gradients
     main(smoke=args.smoke, out_dir=args.out, solver=args.solver)

@@ -137,7 +137,9 @@ def batch_codes(coder, Z_init, X, D, l1):
 
 
 def cross_entropy(logits, labels):
-    return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], 1)[:, 0])
+    return jnp.mean(
+        jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], 1)[:, 0]
+    )
 
 
 def outer_loss(params, Z_init, X, labels, coder, cfg):
@@ -241,7 +243,11 @@ def load_data(n_train, n_test, seed=0):
 def unsupervised_dictionary(X_train, cfg, max_epochs, seed=0):
     """Reconstruction-only dictionary (p, m) from scikit-learn, atoms normalized."""
     learner = MiniBatchDictionaryLearning(
-        n_components=cfg.n_atoms, alpha=cfg.l1, batch_size=64, max_iter=max_epochs, random_state=seed
+        n_components=cfg.n_atoms,
+        alpha=cfg.l1,
+        batch_size=64,
+        max_iter=max_epochs,
+        random_state=seed,
     )
     atoms = learner.fit(np.asarray(X_train, np.float64)).components_.T
     return jnp.asarray(atoms / np.linalg.norm(atoms, axis=0), DTYPE)
@@ -286,7 +292,7 @@ def atom_mosaic(D, side=8, columns=5):
     for j in range(m):
         atom = D[:, j].reshape(side, side)
         r, c = divmod(j, columns)
-        mosaic[r * (side + 1): r * (side + 1) + side, c * (side + 1): c * (side + 1) + side] = (
+        mosaic[r * (side + 1) : r * (side + 1) + side, c * (side + 1) : c * (side + 1) + side] = (
             atom / np.abs(atom).max()
         )
     return mosaic
@@ -305,41 +311,69 @@ def main(smoke: bool = False, out_dir=None) -> dict:
         eval_every, dictionary_epochs = 10, 10
 
     fd_error, fd_scale, zero_fraction = finite_difference_check()
-    print(f"[tiny float64 instance] implicit ∂loss/∂D vs central differences: max error "
-          f"{fd_error:.1e} (largest entry {fd_scale:.2f}; {zero_fraction:.0%} of code entries are 0)")
+    print(
+        f"[tiny float64 instance] implicit ∂loss/∂D vs central differences: max error "
+        f"{fd_error:.1e} (largest entry {fd_scale:.2f}; {zero_fraction:.0%} of code entries are 0)"
+    )
 
     data = load_data(cfg.n_train, cfg.n_test)
     X_train, y_train, X_test, y_test = data
-    print(f"digits: {X_train.shape[0]} train, {X_test.shape[0]} test, {X_train.shape[1]} pixels; "
-          f"{cfg.n_atoms} atoms, λ₁ = {cfg.l1}, λ₂ = {cfg.l2}")
+    print(
+        f"digits: {X_train.shape[0]} train, {X_test.shape[0]} test, {X_train.shape[1]} pixels; "
+        f"{cfg.n_atoms} atoms, λ₁ = {cfg.l1}, λ₂ = {cfg.l2}"
+    )
     t0 = time.perf_counter()
     D_unsupervised = unsupervised_dictionary(X_train, cfg, dictionary_epochs)
-    print(f"unsupervised dictionary (MiniBatchDictionaryLearning): {time.perf_counter() - t0:.1f} s")
+    print(
+        f"unsupervised dictionary (MiniBatchDictionaryLearning): {time.perf_counter() - t0:.1f} s"
+    )
 
-    init = {"D": D_unsupervised, "W": jnp.zeros((cfg.n_atoms, 10), DTYPE), "b": jnp.zeros(10, DTYPE)}
+    init = {
+        "D": D_unsupervised,
+        "W": jnp.zeros((cfg.n_atoms, 10), DTYPE),
+        "b": jnp.zeros(10, DTYPE),
+    }
     results, curves = {}, {}
     for label, learn_dictionary in (("unsupervised D", False), ("task-driven D", True)):
         t0 = time.perf_counter()
         params, losses, test_curve = train(init, data, cfg, learn_dictionary, eval_every)
         train_ce, train_acc = map(float, evaluate(params, X_train, y_train, cfg))
         test_ce, test_acc = test_curve[-1, 1:]
-        results[label] = dict(params=params, train_ce=train_ce, train_acc=train_acc,
-                              test_ce=float(test_ce), test_acc=float(test_acc),
-                              loss_first=float(losses[0]), loss_last=float(losses[-1]))
+        results[label] = dict(
+            params=params,
+            train_ce=train_ce,
+            train_acc=train_acc,
+            test_ce=float(test_ce),
+            test_acc=float(test_acc),
+            loss_first=float(losses[0]),
+            loss_last=float(losses[-1]),
+        )
         curves[label] = (losses, test_curve)
-        print(f"{label:15s}: objective {losses[0]:.3f} → {losses[-1]:.3f} in {cfg.steps} steps "
-              f"({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"{label:15s}: objective {losses[0]:.3f} → {losses[-1]:.3f} in {cfg.steps} steps "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
 
     print("\n                 train CE  train acc  test CE  test acc")
     for label, r in results.items():
-        print(f"{label:15s}  {r['train_ce']:8.4f}  {r['train_acc']:9.4f}  {r['test_ce']:7.4f}  {r['test_acc']:8.4f}")
+        print(
+            f"{label:15s}  {r['train_ce']:8.4f}  {r['train_acc']:9.4f}  {r['test_ce']:7.4f}  {r['test_acc']:8.4f}"
+        )
     raw_pixels = LogisticRegression(max_iter=2000).fit(np.asarray(X_train), np.asarray(y_train))
     raw_acc = float(raw_pixels.score(np.asarray(X_test), np.asarray(y_test)))
-    print(f"(context: logistic regression on all {X_train.shape[1]} raw pixels, test acc {raw_acc:.4f})")
+    print(
+        f"(context: logistic regression on all {X_train.shape[1]} raw pixels, test acc {raw_acc:.4f})"
+    )
 
     png = out_dir / f"{NAME}.png"
-    plot(png, curves, {"unsupervised atoms": D_unsupervised,
-                       "task-driven atoms": normalize_atoms(results["task-driven D"]["params"]["D"])})
+    plot(
+        png,
+        curves,
+        {
+            "unsupervised atoms": D_unsupervised,
+            "task-driven atoms": normalize_atoms(results["task-driven D"]["params"]["D"]),
+        },
+    )
     elapsed = time.perf_counter() - t_start
     print(f"\nsaved {png}; total {elapsed:.1f} s")
 
@@ -355,8 +389,9 @@ def main(smoke: bool = False, out_dir=None) -> dict:
         "baseline_losses": curves["unsupervised D"][0],
         "task_driven_losses": curves["task-driven D"][0],
         "raw_pixels_test_acc": raw_acc,
-        "dictionary_change": float(jnp.linalg.norm(
-            normalize_atoms(task["params"]["D"]) - D_unsupervised)),
+        "dictionary_change": float(
+            jnp.linalg.norm(normalize_atoms(task["params"]["D"]) - D_unsupervised)
+        ),
         "png": str(png),
         "seconds": elapsed,
     }

@@ -148,9 +148,20 @@ class FireState(NamedTuple):
     step: jax.Array
 
 
-def fire_minimize(energy, positions, large_diameter, force_tol, max_steps,
-                  dt_start=0.1, dt_max=0.4, n_min=5, f_inc=1.1, f_dec=0.5,
-                  mixing_start=0.1, f_mixing=0.99):
+def fire_minimize(
+    energy,
+    positions,
+    large_diameter,
+    force_tol,
+    max_steps,
+    dt_start=0.1,
+    dt_max=0.4,
+    n_min=5,
+    f_inc=1.1,
+    f_dec=0.5,
+    mixing_start=0.1,
+    f_mixing=0.99,
+):
     """Minimize ``energy(x, large_diameter)`` from ``positions`` (N, 2) with FIRE.
 
     Stops when the largest force component is below ``force_tol`` or after ``max_steps``.
@@ -178,10 +189,14 @@ def fire_minimize(energy, positions, large_diameter, force_tol, max_steps,
             # Uphill: stop dead and restart cautiously (smaller step, more steering).
             velocities=jnp.where(downhill, steered, jnp.zeros_like(velocities)),
             forces=forces,
-            dt=jnp.where(downhill, jnp.where(accelerate, jnp.minimum(state.dt * f_inc, dt_max),
-                                             state.dt), state.dt * f_dec),
-            mixing=jnp.where(downhill, jnp.where(accelerate, state.mixing * f_mixing,
-                                                 state.mixing), mixing_start),
+            dt=jnp.where(
+                downhill,
+                jnp.where(accelerate, jnp.minimum(state.dt * f_inc, dt_max), state.dt),
+                state.dt * f_dec,
+            ),
+            mixing=jnp.where(
+                downhill, jnp.where(accelerate, state.mixing * f_mixing, state.mixing), mixing_start
+            ),
             n_downhill=jnp.where(downhill, state.n_downhill + 1, 0),
             step=state.step + 1,
         )
@@ -256,17 +271,30 @@ def plot(positions, sensitivity, is_large, box, large_diameter, path):
             for sx in (-1, 0, 1)
             for sy in (-1, 0, 1)
         ]
-        ax.add_collection(PatchCollection(disks, facecolor=color, edgecolor="0.3", lw=0.5,
-                                          alpha=0.85))
+        ax.add_collection(
+            PatchCollection(disks, facecolor=color, edgecolor="0.3", lw=0.5, alpha=0.85)
+        )
     arrow_scale = 0.8 / max(np.abs(dx).max(), 1e-12)  # longest arrow: 0.8 small diameters
-    ax.quiver(x[:, 0], x[:, 1], dx[:, 0], dx[:, 1], angles="xy", scale_units="xy",
-              scale=1 / arrow_scale, width=0.004, color="k")
+    ax.quiver(
+        x[:, 0],
+        x[:, 1],
+        dx[:, 0],
+        dx[:, 1],
+        angles="xy",
+        scale_units="xy",
+        scale=1 / arrow_scale,
+        width=0.004,
+        color="k",
+    )
     ax.set_xlim(0, box), ax.set_ylim(0, box)
     ax.set_aspect("equal")
     ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(f"{len(x)} soft disks at the energy minimum: arrows = dx*/dσ_large\n"
-                 f"(blue σ = {SMALL_DIAMETER}, orange σ = {large_diameter}; "
-                 f"arrows ×{arrow_scale:.2g})", fontsize=10)
+    ax.set_title(
+        f"{len(x)} soft disks at the energy minimum: arrows = dx*/dσ_large\n"
+        f"(blue σ = {SMALL_DIAMETER}, orange σ = {large_diameter}; "
+        f"arrows ×{arrow_scale:.2g})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -335,8 +363,9 @@ def main(smoke: bool = False, out_dir=None) -> dict:
     sensitivity, implicit_seconds = timed(implicit, large_diameter, repeats=repeats)
     implicit_lstsq = jax.jit(jax.jacfwd(lambda s: relax_lstsq(positions, s)[0]))
     sensitivity_lstsq, lstsq_seconds = timed(implicit_lstsq, large_diameter, repeats=repeats)
-    cg_vs_lstsq = float(jnp.linalg.norm(sensitivity - sensitivity_lstsq)
-                        / jnp.linalg.norm(sensitivity_lstsq))
+    cg_vs_lstsq = float(
+        jnp.linalg.norm(sensitivity - sensitivity_lstsq) / jnp.linalg.norm(sensitivity_lstsq)
+    )
     fd = lambda s: finite_difference_sensitivity(relax, positions, s, box, fd_step)
     fd_sensitivity, fd_seconds = timed(fd, large_diameter, repeats=repeats)
 
@@ -363,25 +392,39 @@ def main(smoke: bool = False, out_dir=None) -> dict:
         "lstsq_seconds": lstsq_seconds,
         "fd_seconds": fd_seconds,
     }
-    print(f"particles                 : {n_particles} (50:50, σ = {SMALL_DIAMETER} / "
-          f"{LARGE_DIAMETER}), packing fraction {packing_fraction}, box {box:.3f}")
-    print(f"FIRE                      : {int(fire_steps)} steps, {relax_seconds:.2f} s "
-          f"(incl. compile), max |force| {max_force:.1e}")
-    print(f"energy at minimum         : {energy_min:.6f}  ({energy_min / n_particles:.3e} per "
-          f"particle), {n_contacts.mean():.2f} contacts per particle, "
-          f"{results['n_rattlers']} rattler(s) (no contact)")
+    print(
+        f"particles                 : {n_particles} (50:50, σ = {SMALL_DIAMETER} / "
+        f"{LARGE_DIAMETER}), packing fraction {packing_fraction}, box {box:.3f}"
+    )
+    print(
+        f"FIRE                      : {int(fire_steps)} steps, {relax_seconds:.2f} s "
+        f"(incl. compile), max |force| {max_force:.1e}"
+    )
+    print(
+        f"energy at minimum         : {energy_min:.6f}  ({energy_min / n_particles:.3e} per "
+        f"particle), {n_contacts.mean():.2f} contacts per particle, "
+        f"{results['n_rattlers']} rattler(s) (no contact)"
+    )
     hessian_label = f"Hessian ({2 * n_particles}×{2 * n_particles})"
-    print(f"{hessian_label:<26}: {n_zero_modes} zero modes "
-          f"(2 translations + 2 per rattler), smallest nonzero eigenvalue {smallest_nonzero:.2e}")
+    print(
+        f"{hessian_label:<26}: {n_zero_modes} zero modes "
+        f"(2 translations + 2 per rattler), smallest nonzero eigenvalue {smallest_nonzero:.2e}"
+    )
     print(f"closest pair to contact   : |r/σ − 1| = {smallest_gap:.1e} (FD step must stay below)")
-    print(f"‖dx*/dσ_large‖            : {results['sensitivity_norm']:.4f}  "
-          f"(mean over particles {np.abs(results['mean_sensitivity']).max():.1e}: no drift)")
+    print(
+        f"‖dx*/dσ_large‖            : {results['sensitivity_norm']:.4f}  "
+        f"(mean over particles {np.abs(results['mean_sensitivity']).max():.1e}: no drift)"
+    )
     print(f"implicit vs central FD    : relative error {fd_rel_error:.2e} (h = {fd_step:g})")
     print(f"solve='cg' vs 'lstsq'     : relative difference {cg_vs_lstsq:.1e}")
-    print(f"time, implicit derivative : {1e3 * implicit_seconds:.1f} ms with solve='cg' "
-          f"(Hessian-vector products), {1e3 * lstsq_seconds:.1f} ms with solve='lstsq' (dense SVD)")
-    print(f"time, finite differences  : {1e3 * fd_seconds:.1f} ms (2 re-minimizations from x*; "
-          "one derivative direction only)")
+    print(
+        f"time, implicit derivative : {1e3 * implicit_seconds:.1f} ms with solve='cg' "
+        f"(Hessian-vector products), {1e3 * lstsq_seconds:.1f} ms with solve='lstsq' (dense SVD)"
+    )
+    print(
+        f"time, finite differences  : {1e3 * fd_seconds:.1f} ms (2 re-minimizations from x*; "
+        "one derivative direction only)"
+    )
     plot(positions, sensitivity, is_large, box, float(large_diameter), out_dir / f"{NAME}.png")
     results["seconds"] = time.perf_counter() - start
     print(f"total time                : {results['seconds']:.1f} s")

@@ -90,7 +90,9 @@ def make_dataset(rng, num_train, num_test, dim_context, num_assets, cap):
 def init_mlp(key, sizes, dtype):
     """Weights [(W (in, out), b (out,)), ...] with LeCun-normal initialization."""
     params = []
-    for key_layer, (fan_in, fan_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+    for key_layer, (fan_in, fan_out) in zip(
+        jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])
+    ):
         weight = jax.random.normal(key_layer, (fan_in, fan_out), dtype) / np.sqrt(fan_in)
         params.append((weight, jnp.zeros(fan_out, dtype)))
     return params
@@ -113,8 +115,9 @@ def make_qp_layer(num_assets, cap, solver, dtype):
     # float32 solutions are only accurate to ~1e-5 relative, so the residual check must be
     # looser there; in float64 keep the library's tight default.
     check_tol = 1e-6 if jnp.finfo(dtype).bits == 64 else 1e-4
-    layer = cvxjax.CvxpyLayer(problem, parameters=[q], variables=[x], solver=solver,
-                              on_failure="nan", check_tol=check_tol)
+    layer = cvxjax.CvxpyLayer(
+        problem, parameters=[q], variables=[x], solver=solver, on_failure="nan", check_tol=check_tol
+    )
     return lambda q_batch: layer(q_batch)[0]
 
 
@@ -154,6 +157,7 @@ def make_training_functions(model, optimizer):
     pass takes seconds, more than the extra backward passes cost at these sizes, so one
     compilation (fixed batch shape) serves training and evaluation.
     """
+
     def loss_and_predictions(params, z, y):
         predictions = model(params, z)
         return mean_squared_error(predictions, y), predictions
@@ -168,8 +172,12 @@ def make_training_functions(model, optimizer):
 
 def evaluate(loss_and_grad, params, z, y, batch):
     """(MSE, predictions (N, n)) over (z, y) in batches of the training size (N % batch == 0)."""
-    predictions = jnp.concatenate([loss_and_grad(params, z[i:i + batch], y[i:i + batch])[0][1]
-                                   for i in range(0, len(z), batch)])
+    predictions = jnp.concatenate(
+        [
+            loss_and_grad(params, z[i : i + batch], y[i : i + batch])[0][1]
+            for i in range(0, len(z), batch)
+        ]
+    )
     return float(mean_squared_error(predictions, y)), predictions
 
 
@@ -178,23 +186,31 @@ def train_model(model, params, data, config, desc):
     (z_train, y_train), (z_test, y_test) = data
     # A failed solve makes its gradient NaN: apply_if_finite skips that update instead of
     # corrupting the weights (on_failure="nan" in the layer keeps the batch alive).
-    optimizer = optax.apply_if_finite(optax.adam(config["learning_rate"]), max_consecutive_errors=10)
+    optimizer = optax.apply_if_finite(
+        optax.adam(config["learning_rate"]), max_consecutive_errors=10
+    )
     opt_state = optimizer.init(params)
     loss_and_grad, apply_gradient = make_training_functions(model, optimizer)
     batch = config["batch_size"]
-    evaluate_all = lambda params: [evaluate(loss_and_grad, params, z, y, batch)[0]
-                                   for z, y in ((z_train, y_train), (z_test, y_test))]
+    evaluate_all = lambda params: [
+        evaluate(loss_and_grad, params, z, y, batch)[0]
+        for z, y in ((z_train, y_train), (z_test, y_test))
+    ]
 
     order_rng = np.random.default_rng(config["seed"])
     start = time.perf_counter()
     train_loss, test_loss = evaluate_all(params)  # the first call compiles
-    history = {"train": [train_loss], "test": [test_loss], "epoch_seconds": [],
-               "compile_seconds": time.perf_counter() - start}
+    history = {
+        "train": [train_loss],
+        "test": [test_loss],
+        "epoch_seconds": [],
+        "compile_seconds": time.perf_counter() - start,
+    }
     for _ in tqdm(range(config["epochs"]), desc=desc, leave=False):
         start = time.perf_counter()
         permutation = order_rng.permutation(len(z_train))
         for first in range(0, len(z_train) - batch + 1, batch):
-            idx = permutation[first:first + batch]
+            idx = permutation[first : first + batch]
             _, gradient = loss_and_grad(params, z_train[idx], y_train[idx])
             params, opt_state = apply_gradient(params, opt_state, gradient)
         jax.block_until_ready(params)
@@ -228,23 +244,40 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
     if solver is None:
         solver = None if smoke else "JAX"
     dtype = jnp.result_type(float)  # float64 when x64 is enabled (the script enables it)
-    config = dict(seed=0, dim_context=5, num_assets=10, cap=0.25, hidden=64,
-                  num_train=1000, num_test=500, epochs=40, batch_size=50,
-                  learning_rate=3e-3)
+    config = dict(
+        seed=0,
+        dim_context=5,
+        num_assets=10,
+        cap=0.25,
+        hidden=64,
+        num_train=1000,
+        num_test=500,
+        epochs=40,
+        batch_size=50,
+        learning_rate=3e-3,
+    )
     if smoke:
         config.update(num_train=200, num_test=100, epochs=6, batch_size=20)
 
     rng = np.random.default_rng(config["seed"])
-    train, test = make_dataset(rng, config["num_train"], config["num_test"], config["dim_context"],
-                               config["num_assets"], config["cap"])
+    train, test = make_dataset(
+        rng,
+        config["num_train"],
+        config["num_test"],
+        config["dim_context"],
+        config["num_assets"],
+        config["cap"],
+    )
     data = tuple((jnp.asarray(z, dtype), jnp.asarray(y, dtype)) for z, y in (train, test))
     models = make_models(config["num_assets"], config["cap"], solver, dtype)
     sizes = [config["dim_context"], config["hidden"], config["hidden"], config["num_assets"]]
     initial = init_mlp(jax.random.PRNGKey(config["seed"]), sizes, dtype)  # same start for all
 
-    print(f"capped simplex: n = {config['num_assets']} assets, cap u = {config['cap']}; "
-          f"{config['num_train']} train / {config['num_test']} test samples; "
-          f"MLP {sizes}; QP solver: {solver or 'CLARABEL'}; dtype {jnp.dtype(dtype).name}")
+    print(
+        f"capped simplex: n = {config['num_assets']} assets, cap u = {config['cap']}; "
+        f"{config['num_train']} train / {config['num_test']} test samples; "
+        f"MLP {sizes}; QP solver: {solver or 'CLARABEL'}; dtype {jnp.dtype(dtype).name}"
+    )
     results, curves = {}, {}
     for name in MODEL_NAMES:
         params, history = train_model(models[name], initial, data, config, desc=name)
@@ -252,23 +285,29 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
         violation = np.asarray(constraint_violation(jnp.asarray(predictions), config["cap"]))
         if name == "qp_layer":
             results["qp_layer_failed_solves"] = int(np.sum(~np.isfinite(predictions).all(axis=1)))
-        results.update({
-            f"{name}_initial_test_loss": history["test"][0],
-            f"{name}_train_loss": history["train"][-1],
-            f"{name}_test_loss": test_loss,
-            f"{name}_max_violation": float(np.nanmax(violation)),
-            f"{name}_test_curve": np.asarray(history["test"]),
-            f"{name}_epoch_seconds": float(np.median(history["epoch_seconds"])),
-            f"{name}_compile_seconds": history["compile_seconds"],
-        })
+        results.update(
+            {
+                f"{name}_initial_test_loss": history["test"][0],
+                f"{name}_train_loss": history["train"][-1],
+                f"{name}_test_loss": test_loss,
+                f"{name}_max_violation": float(np.nanmax(violation)),
+                f"{name}_test_curve": np.asarray(history["test"]),
+                f"{name}_epoch_seconds": float(np.median(history["epoch_seconds"])),
+                f"{name}_compile_seconds": history["compile_seconds"],
+            }
+        )
         curves[name] = history
 
-    print(f"{'model':<12} {'train MSE':>10} {'test MSE':>10} {'max violation':>14} "
-          f"{'s/epoch':>8} {'compile + 1st eval (s)':>23}")
+    print(
+        f"{'model':<12} {'train MSE':>10} {'test MSE':>10} {'max violation':>14} "
+        f"{'s/epoch':>8} {'compile + 1st eval (s)':>23}"
+    )
     for name in MODEL_NAMES:
-        print(f"{name:<12} {results[f'{name}_train_loss']:>10.2e} {results[f'{name}_test_loss']:>10.2e} "
-              f"{results[f'{name}_max_violation']:>14.1e} {results[f'{name}_epoch_seconds']:>8.3f} "
-              f"{results[f'{name}_compile_seconds']:>23.1f}")
+        print(
+            f"{name:<12} {results[f'{name}_train_loss']:>10.2e} {results[f'{name}_test_loss']:>10.2e} "
+            f"{results[f'{name}_max_violation']:>14.1e} {results[f'{name}_epoch_seconds']:>8.3f} "
+            f"{results[f'{name}_compile_seconds']:>23.1f}"
+        )
     print(f"failed QP solves on the test set: {results['qp_layer_failed_solves']}")
 
     plot_curves(curves, out_dir / f"{NAME}.png")
@@ -277,12 +316,23 @@ def main(smoke: bool = False, out_dir=None, solver: str | None = None) -> dict:
 
 def plot_curves(curves, path):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    styles = {"qp_layer": ("QP layer (cvxjax)", "C0"), "mlp": ("MLP", "C1"), "mlp_softmax": ("MLP + softmax", "C2")}
+    styles = {
+        "qp_layer": ("QP layer (cvxjax)", "C0"),
+        "mlp": ("MLP", "C1"),
+        "mlp_softmax": ("MLP + softmax", "C2"),
+    }
     for name, history in curves.items():
         label, color = styles[name]
         epochs = np.arange(len(history["train"]))
         ax.plot(epochs, history["test"], color=color, label=f"{label}, test")
-        ax.plot(epochs, history["train"], color=color, linestyle="--", alpha=0.6, label=f"{label}, train")
+        ax.plot(
+            epochs,
+            history["train"],
+            color=color,
+            linestyle="--",
+            alpha=0.6,
+            label=f"{label}, train",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("epoch (0 = initialization)")
     ax.set_ylabel("mean ‖x − y‖²")
@@ -297,7 +347,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="reduced size (for tests)")
     parser.add_argument("--out", default=None, help="output directory for the PNG")
-    parser.add_argument("--solver", default=None, help='layer solver: "JAX", "CLARABEL", "OSQP", ...')
+    parser.add_argument(
+        "--solver", default=None, help='layer solver: "JAX", "CLARABEL", "OSQP", ...'
+    )
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)  # accurate QP solutions and gradients
     main(smoke=args.smoke, out_dir=args.out, solver=args.solver)

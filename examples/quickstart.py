@@ -26,8 +26,12 @@ def layer_demo(rng):
     G = np.vstack([np.eye(n), -np.eye(n)])[:m]
     h = cp.Parameter(m)
     constraints = [G @ x <= h, cp.sum(x) == 1]
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(A @ x - b) + 0.1 * cp.sum_squares(x)), constraints)
-    layer = CvxpyLayer(problem, parameters=[A, b, h], variables=[x, constraints[0].dual_variables[0]])
+    problem = cp.Problem(
+        cp.Minimize(cp.sum_squares(A @ x - b) + 0.1 * cp.sum_squares(x)), constraints
+    )
+    layer = CvxpyLayer(
+        problem, parameters=[A, b, h], variables=[x, constraints[0].dual_variables[0]]
+    )
 
     A_val = jnp.asarray(rng.normal(size=(10, n)))
     b_val = jnp.asarray(rng.normal(size=10))
@@ -48,14 +52,24 @@ def layer_demo(rng):
     jac_h = jax.jit(jax.jacfwd(lambda h: layer(A_val, b_val, h)[0]))(h_val)
 
     eps = 1e-5
-    fd_h = np.stack([
-        (np.asarray(solve(A_val, b_val, h_val + eps * e)[0]) - np.asarray(solve(A_val, b_val, h_val - eps * e)[0])) / (2 * eps)
-        for e in np.eye(m)
-    ], axis=1)
-    fd_b = np.array([
-        (loss(A_val, b_val.at[i].add(eps), h_val) - loss(A_val, b_val.at[i].add(-eps), h_val)) / (2 * eps)
-        for i in range(10)
-    ])
+    fd_h = np.stack(
+        [
+            (
+                np.asarray(solve(A_val, b_val, h_val + eps * e)[0])
+                - np.asarray(solve(A_val, b_val, h_val - eps * e)[0])
+            )
+            / (2 * eps)
+            for e in np.eye(m)
+        ],
+        axis=1,
+    )
+    fd_b = np.array(
+        [
+            (loss(A_val, b_val.at[i].add(eps), h_val) - loss(A_val, b_val.at[i].add(-eps), h_val))
+            / (2 * eps)
+            for i in range(10)
+        ]
+    )
     err_jac = np.abs(np.asarray(jac_h) - fd_h).max()
     err_grad = np.abs(np.asarray(grads[1]) - fd_b).max()
     print(f"dx*/dh (jacfwd) vs finite differences: max error {err_jac:.2e}")
@@ -83,7 +97,9 @@ def core_demo(rng):
 
     lam, eps = 4.0, 1e-5
     dw = jax.jacfwd(lambda l: lasso(jnp.zeros(10), (X, y), l))(lam)
-    fd = (lasso(jnp.zeros(10), (X, y), lam + eps) - lasso(jnp.zeros(10), (X, y), lam - eps)) / (2 * eps)
+    fd = (lasso(jnp.zeros(10), (X, y), lam + eps) - lasso(jnp.zeros(10), (X, y), lam - eps)) / (
+        2 * eps
+    )
     err = float(jnp.max(jnp.abs(dw - fd)))
     print(f"lasso dw/dλ via custom_fixed_point vs finite differences: max error {err:.2e}")
     assert err < 1e-6

@@ -189,7 +189,9 @@ def build_dispatch_problem(net: Network) -> DispatchProblem:
         flows <= net.line_limit,
         -flows <= net.line_limit,
     ]
-    cost = cp.sum(cp.multiply(net.quad_cost, cp.square(dispatch)) + cp.multiply(net.lin_cost, dispatch))
+    cost = cp.sum(
+        cp.multiply(net.quad_cost, cp.square(dispatch)) + cp.multiply(net.lin_cost, dispatch)
+    )
     problem = cp.Problem(cp.Minimize(cost), [balance, angles[0] == 0, *inequalities])
     return DispatchProblem(problem, demand, dispatch, flows, balance, inequalities)
 
@@ -225,7 +227,9 @@ def complementarity_margin(model: DispatchProblem) -> float:
     Clearly positive ⇔ strictly complementary: no constraint is "weakly active" (active with a
     zero multiplier), so the solution map is differentiable at this demand.
     """
-    slacks = np.concatenate([-np.ravel(c.expr.value) for c in model.inequalities])  # a ≤ b: a − b ≤ 0
+    slacks = np.concatenate(
+        [-np.ravel(c.expr.value) for c in model.inequalities]
+    )  # a ≤ b: a − b ≤ 0
     duals = np.concatenate([np.ravel(c.dual_value) for c in model.inequalities])
     scale_mw = np.abs(model.demand.value).max()
     return float(np.min(np.maximum(slacks / scale_mw, duals / np.abs(duals).max())))
@@ -288,13 +292,23 @@ def plot(net, jac_dispatch, prices, fd_prices, sweep_scale, sweep_prices, path):
     ax = axes[2]
     colors = plt.cm.viridis(np.linspace(0.0, 0.95, net.n_bus))
     for bus in range(net.n_bus):
-        ax.plot(sweep_scale, sweep_prices[:, bus], lw=1.2, color=colors[bus],
-                label=f"bus {bus}" if bus in (0, net.n_bus - 1) else None)
+        ax.plot(
+            sweep_scale,
+            sweep_prices[:, bus],
+            lw=1.2,
+            color=colors[bus],
+            label=f"bus {bus}" if bus in (0, net.n_bus - 1) else None,
+        )
     ax.axvline(1.0, color="gray", ls=":", lw=1)
     infeasible = np.isnan(sweep_prices).any(axis=1)
     if infeasible.any():
-        ax.axvspan(sweep_scale[infeasible].min(), sweep_scale[-1], color="tab:red", alpha=0.12,
-                   label="infeasible (NaN, status ≠ 0)")
+        ax.axvspan(
+            sweep_scale[infeasible].min(),
+            sweep_scale[-1],
+            color="tab:red",
+            alpha=0.12,
+            label="infeasible (NaN, status ≠ 0)",
+        )
     ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("system load (× base case)")
     ax.set_ylabel("$/MWh")
@@ -318,7 +332,8 @@ def main(smoke: bool = False, out_dir=None) -> dict:
     net = make_network(n_bus, n_gen, seed=2)
     model = build_dispatch_problem(net)
     layer = cvxjax.CvxpyLayer(
-        model.problem, parameters=[model.demand],
+        model.problem,
+        parameters=[model.demand],
         variables=[model.dispatch, model.balance.dual_variables[0]],
     )
     demand = jnp.asarray(net.demand, dtype)
@@ -346,8 +361,10 @@ def main(smoke: bool = False, out_dir=None) -> dict:
     # line limits make the dispatch infeasible; on_failure="nan" returns NaN for those
     # elements (instead of raising for the whole batch) and solve() reports their statuses.
     sweep_layer = cvxjax.CvxpyLayer(
-        model.problem, parameters=[model.demand],
-        variables=[model.balance.dual_variables[0]], on_failure="nan",
+        model.problem,
+        parameters=[model.demand],
+        variables=[model.balance.dual_variables[0]],
+        on_failure="nan",
     )
     sweep_scale = np.linspace(0.6, 1.3, n_sweep)
     (sweep_prices,), info = sweep_layer.solve(jnp.asarray(sweep_scale[:, None] * net.demand, dtype))
@@ -357,22 +374,38 @@ def main(smoke: bool = False, out_dir=None) -> dict:
 
     congested = np.flatnonzero(np.abs(ref_flows) >= net.line_limit * (1 - 1e-6))
     at_capacity = np.flatnonzero(ref_dispatch >= net.gen_capacity * (1 - 1e-6))
-    print(f"network: {net.n_bus} buses, {net.incidence.shape[0]} lines, {net.n_gen} generators; "
-          f"total demand {net.demand.sum():.1f} MW, cost {ref_cost:.2f} $/h")
-    print(f"congested lines: {congested.tolist()}, generators at capacity: {at_capacity.tolist()}, "
-          f"strict-complementarity margin {margin:.2e} (> 0: differentiable point)")
+    print(
+        f"network: {net.n_bus} buses, {net.incidence.shape[0]} lines, {net.n_gen} generators; "
+        f"total demand {net.demand.sum():.1f} MW, cost {ref_cost:.2f} $/h"
+    )
+    print(
+        f"congested lines: {congested.tolist()}, generators at capacity: {at_capacity.tolist()}, "
+        f"strict-complementarity margin {margin:.2e} (> 0: differentiable point)"
+    )
     print()
-    print(format_table(
-        ["gen", "bus", "dispatch MW", "capacity MW"],
-        [(k, b, g, cap) for k, (b, g, cap) in enumerate(zip(net.gen_bus, np.asarray(dispatch), net.gen_capacity))],
-        ["G{}", "{}", "{:.3f}", "{:.1f}"],
-    ))
+    print(
+        format_table(
+            ["gen", "bus", "dispatch MW", "capacity MW"],
+            [
+                (k, b, g, cap)
+                for k, (b, g, cap) in enumerate(
+                    zip(net.gen_bus, np.asarray(dispatch), net.gen_capacity)
+                )
+            ],
+            ["G{}", "{}", "{:.3f}", "{:.1f}"],
+        )
+    )
     print()
-    print(format_table(
-        ["bus", "demand MW", "LMP cvxjax", "LMP CVXPY", "dcost/dd grad", "dcost/dd FD"],
-        [(i, net.demand[i], prices[i], ref_prices[i], grad_cost[i], fd_cost[i]) for i in range(net.n_bus)],
-        ["{}", "{:.1f}", "{:.5f}", "{:.5f}", "{:.5f}", "{:.5f}"],
-    ))
+    print(
+        format_table(
+            ["bus", "demand MW", "LMP cvxjax", "LMP CVXPY", "dcost/dd grad", "dcost/dd FD"],
+            [
+                (i, net.demand[i], prices[i], ref_prices[i], grad_cost[i], fd_cost[i])
+                for i in range(net.n_bus)
+            ],
+            ["{}", "{:.1f}", "{:.5f}", "{:.5f}", "{:.5f}", "{:.5f}"],
+        )
+    )
     print()
     print(f"|dispatch - CVXPY|_max                : {err_dispatch:.2e} MW")
     print(f"|duals - CVXPY dual_value|_max        : {err_dual:.2e} $/MWh")
@@ -381,22 +414,38 @@ def main(smoke: bool = False, out_dir=None) -> dict:
     print(f"|grad cost - FD(CVXPY)|_max           : {err_grad:.2e} $/MWh")
     print(f"|column sums of d dispatch/d demand - 1|: {column_sum_error:.2e}")
     print(f"price spread at base load             : {prices.max() - prices.min():.3f} $/MWh")
-    print(f"load sweep ×{sweep_scale[0]:.2f}..×{sweep_scale[-1]:.2f}: {feasible.sum()} of {n_sweep} "
-          f"feasible (largest feasible ×{sweep_scale[feasible].max():.3f}); others: {infeasible_statuses}")
+    print(
+        f"load sweep ×{sweep_scale[0]:.2f}..×{sweep_scale[-1]:.2f}: {feasible.sum()} of {n_sweep} "
+        f"feasible (largest feasible ×{sweep_scale[feasible].max():.3f}); others: {infeasible_statuses}"
+    )
 
     path = out_dir / f"{NAME}.png"
-    plot(net, np.asarray(jac_dispatch), np.asarray(prices), fd_cost, sweep_scale, sweep_prices, path)
+    plot(
+        net, np.asarray(jac_dispatch), np.asarray(prices), fd_cost, sweep_scale, sweep_prices, path
+    )
     elapsed = time.perf_counter() - t_start
     print(f"saved {path}  ({elapsed:.1f} s)")
     return dict(
-        dispatch=np.asarray(dispatch), prices=np.asarray(prices), cvxpy_prices=ref_prices,
-        jac_dispatch=np.asarray(jac_dispatch), fd_jac_dispatch=fd_dispatch,
-        grad_cost=np.asarray(grad_cost), fd_grad_cost=fd_cost,
-        err_dispatch=err_dispatch, err_dual=err_dual, envelope_gap=envelope_gap,
-        err_jac=err_jac, err_grad=err_grad, column_sum_error=column_sum_error,
-        complementarity_margin=margin, price_spread=float(prices.max() - prices.min()),
-        n_congested=len(congested), n_at_capacity=len(at_capacity),
-        sweep_scale=sweep_scale, sweep_prices=sweep_prices, sweep_status=sweep_status,
+        dispatch=np.asarray(dispatch),
+        prices=np.asarray(prices),
+        cvxpy_prices=ref_prices,
+        jac_dispatch=np.asarray(jac_dispatch),
+        fd_jac_dispatch=fd_dispatch,
+        grad_cost=np.asarray(grad_cost),
+        fd_grad_cost=fd_cost,
+        err_dispatch=err_dispatch,
+        err_dual=err_dual,
+        envelope_gap=envelope_gap,
+        err_jac=err_jac,
+        err_grad=err_grad,
+        column_sum_error=column_sum_error,
+        complementarity_margin=margin,
+        price_spread=float(prices.max() - prices.min()),
+        n_congested=len(congested),
+        n_at_capacity=len(at_capacity),
+        sweep_scale=sweep_scale,
+        sweep_prices=sweep_prices,
+        sweep_status=sweep_status,
         elapsed=elapsed,
     )
 

@@ -96,7 +96,9 @@ def load_splits(n_train: int, n_val: int, n_test: int, label_noise: float, seed:
     scaler = StandardScaler().fit(X_train)
     as_x = lambda a: jnp.asarray(scaler.transform(a), DTYPE)
     as_y = lambda labels: jax.nn.one_hot(labels, 10, dtype=DTYPE)
-    return Splits(as_x(X_train), as_y(y_train), as_x(X_val), as_y(y_val), as_x(X_test), as_y(y_test))
+    return Splits(
+        as_x(X_train), as_y(y_train), as_x(X_val), as_y(y_val), as_x(X_test), as_y(y_test)
+    )
 
 
 # ----------------------------------------------------------------------------- inner problem
@@ -255,7 +257,9 @@ def check_at_convergence(T, splits, log_lam, num_iters, fd_step):
         W = primal_weights(beta, jnp.exp(lg), splits.X_train, splits.Y_train)
         return float(multiclass_hinge(W, splits.X_val, splits.Y_val))
 
-    finite_diff = (loss_converged(log_lam + fd_step) - loss_converged(log_lam - fd_step)) / (2 * fd_step)
+    finite_diff = (loss_converged(log_lam + fd_step) - loss_converged(log_lam - fd_step)) / (
+        2 * fd_step
+    )
     return residual, hypergrad, finite_diff
 
 
@@ -340,9 +344,16 @@ def plot(path, sweep, reference, trajectory, grid, grid_losses):
     ax.set_xlabel("inner solver iterations K")
     ax.set_ylabel("time per hypergradient [ms]")
     ax.set_title("Runtime of one hypergradient")
-    ax.text(0.97, 0.04, f"XLA temp. memory at K = {int(iters[-1])}:\n"
-            f"implicit {sweep[-1, 5]:.1f} MB, unrolled {sweep[-1, 6]:.1f} MB",
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+    ax.text(
+        0.97,
+        0.04,
+        f"XLA temp. memory at K = {int(iters[-1])}:\n"
+        f"implicit {sweep[-1, 5]:.1f} MB, unrolled {sweep[-1, 6]:.1f} MB",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
 
@@ -392,9 +403,11 @@ def _run(smoke, out_dir, t_start):
     splits = load_splits(**sizes, label_noise=0.2)
     T = make_fixed_point_map(splits.X_train)
     n, k = splits.Y_train.shape
-    print(f"digits: {n} train (20% labels randomized), {splits.X_val.shape[0]} validation, "
-          f"{splits.X_test.shape[0]} test; {splits.X_train.shape[1]} features, {k} classes; "
-          f"dual variables n·k = {n * k}")
+    print(
+        f"digits: {n} train (20% labels randomized), {splits.X_val.shape[0]} validation, "
+        f"{splits.X_test.shape[0]} test; {splits.X_train.shape[1]} features, {k} classes; "
+        f"dual variables n·k = {n * k}"
+    )
 
     # 1. At a converged β*: implicit hypergradient vs finite differences.
     log_lam_check = jnp.asarray(2.0, DTYPE)
@@ -402,14 +415,20 @@ def _run(smoke, out_dir, t_start):
         T, splits, log_lam_check, ref_iters, fd_step=1e-5
     )
     fd_rel_error = abs(hypergrad_implicit - hypergrad_fd) / abs(hypergrad_fd)
-    print(f"\n[converged, log λ = {float(log_lam_check):.1f}] {ref_iters} solver iterations, "
-          f"fixed-point residual {residual:.1e}")
+    print(
+        f"\n[converged, log λ = {float(log_lam_check):.1f}] {ref_iters} solver iterations, "
+        f"fixed-point residual {residual:.1e}"
+    )
     print(f"  dℓ/dlog λ implicit           : {hypergrad_implicit:+.8f}")
-    print(f"  dℓ/dlog λ finite differences : {hypergrad_fd:+.8f}   (relative gap {fd_rel_error:.1e})")
+    print(
+        f"  dℓ/dlog λ finite differences : {hypergrad_fd:+.8f}   (relative gap {fd_rel_error:.1e})"
+    )
 
     # 2. Runtime and accuracy of one hypergradient vs the number of solver iterations.
-    print("\n     K  impl. ms  unrol. ms  ratio  impl. MB  unrol. MB"
-          "  g implicit  g unrolled  err impl.  err unrol.")
+    print(
+        "\n     K  impl. ms  unrol. ms  ratio  impl. MB  unrol. MB"
+        "  g implicit  g unrolled  err impl.  err unrol."
+    )
     sweep = timing_sweep(T, splits, log_lam_check, iteration_counts, hypergrad_fd, repeats)
     last = sweep[-1]
     implicit_vs_unrolled = abs(last[3] - last[4]) / abs(last[4])
@@ -424,8 +443,10 @@ def _run(smoke, out_dir, t_start):
     after = evaluate_at(T, splits, log_lam_final, beta_final, ref_iters)
     print(f"\nAdam on log λ: {outer_steps} steps, {log_lam_init:.2f} → {float(log_lam_final):.2f}")
     for name, m in (("before", before), ("after", after)):
-        print(f"  {name:6s}: validation hinge {m['val_loss']:.4f}, validation accuracy "
-              f"{m['val_acc']:.3f}, test accuracy {m['test_acc']:.3f}")
+        print(
+            f"  {name:6s}: validation hinge {m['val_loss']:.4f}, validation accuracy "
+            f"{m['val_acc']:.3f}, test accuracy {m['test_acc']:.3f}"
+        )
 
     grid_losses = None if grid is None else loss_curve(T, splits, grid, ref_iters)
     png = out_dir / f"{NAME}.png"

@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scs
+from helpers import central_fd_jacobian
 
 from cvxjax._canonicalize import _probe_linear_map, canonicalize
 from cvxjax._program import ConeDims, ProgramData, ProgramStructure, dense_A, dense_P
-
-from helpers import central_fd_jacobian
 
 TOL = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-9)
 
@@ -309,8 +308,12 @@ def solve_scs(structure, data):
     c = structure.cones
     cone = dict(z=c.zero, l=c.nonneg, q=list(c.soc), s=list(c.psd), ep=c.exp, p=list(c.pow))
     solver = scs.SCS(
-        dict(P=sp.triu(P, format="csc"), A=A, b=b, c=q), cone, eps_abs=1e-10, eps_rel=1e-10,
-        max_iters=200_000, verbose=False,
+        dict(P=sp.triu(P, format="csc"), A=A, b=b, c=q),
+        cone,
+        eps_abs=1e-10,
+        eps_rel=1e-10,
+        max_iters=200_000,
+        verbose=False,
     )
     sol = solver.solve()
     assert sol["info"]["status_val"] == 1, sol["info"]["status"]
@@ -348,8 +351,12 @@ def test_data_matches_cvxpy_scs_data(compiled):
         d = cpb.data(*values)
         s = cpb.structure
         assert s.cones == ConeDims(
-            zero=ref["dims"].zero, nonneg=ref["dims"].nonneg, soc=tuple(ref["dims"].soc),
-            psd=tuple(ref["dims"].psd), exp=ref["dims"].exp, pow=tuple(ref["dims"].p3d),
+            zero=ref["dims"].zero,
+            nonneg=ref["dims"].nonneg,
+            soc=tuple(ref["dims"].soc),
+            psd=tuple(ref["dims"].psd),
+            exp=ref["dims"].exp,
+            pow=tuple(ref["dims"].p3d),
         )
         P_ref = ref["P"].toarray() if "P" in ref else np.zeros((s.n, s.n))
         np.testing.assert_allclose(np.asarray(dense_P(s, d)), P_ref, atol=1e-12, err_msg=name)

@@ -668,7 +668,9 @@ def test_product_cone_mixed():
 
 
 @pytest.mark.parametrize(
-    "dims", [ConeDims(nonneg=4), ConeDims(zero=1, nonneg=1), ConeDims()], ids=["lp", "eq+lp", "empty"]
+    "dims",
+    [ConeDims(nonneg=4), ConeDims(zero=1, nonneg=1), ConeDims()],
+    ids=["lp", "eq+lp", "empty"],
 )
 def test_product_cone_small(dims: ConeDims):
     K = ProductCone(dims)

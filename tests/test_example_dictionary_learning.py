@@ -8,7 +8,6 @@ for the task beats the unsupervised dictionary with the same classifier and trai
 from pathlib import Path
 
 import numpy as np
-
 from helpers import load_example
 
 

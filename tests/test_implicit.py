@@ -38,7 +38,15 @@ def ridge_iterative(init, lam, X, y):
     return jax.lax.fori_loop(0, 3000, lambda i, w: body(w), w0)
 
 
-SOLVES = ["lu", "lstsq", "cg", "gmres", "bicgstab", "normal_cg", functools.partial(solve_gmres, tol=1e-12)]
+SOLVES = [
+    "lu",
+    "lstsq",
+    "cg",
+    "gmres",
+    "bicgstab",
+    "normal_cg",
+    functools.partial(solve_gmres, tol=1e-12),
+]
 
 
 @pytest.mark.parametrize("solve", SOLVES, ids=lambda s: s if isinstance(s, str) else "callable")
@@ -133,7 +141,9 @@ def test_integer_args_are_allowed():
 
     solver = cvxjax.custom_root(F)(lambda init, lam, X, y, n_iter: ridge_closed(lam, X, y))
     grad = jax.grad(lambda lam: solver(None, lam, X, Y, 10).sum())(1.0)
-    np.testing.assert_allclose(grad, jax.grad(lambda l: ridge_closed(l, X, Y).sum())(1.0), rtol=1e-8)
+    np.testing.assert_allclose(
+        grad, jax.grad(lambda l: ridge_closed(l, X, Y).sum())(1.0), rtol=1e-8
+    )
 
 
 def test_custom_fixed_point_gradient_step():

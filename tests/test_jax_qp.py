@@ -50,8 +50,9 @@ def clarabel(P, q, A, b, p):
     if A.shape[0] > p:
         cons.append(A[p:] @ x <= b[p:])
     prob = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(P)) + q @ x), cons)
-    prob.solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12,
-               max_iter=200)
+    prob.solve(
+        solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12, max_iter=200
+    )
     assert prob.status == cp.OPTIMAL
     y = np.concatenate([np.atleast_1d(c.dual_value) for c in cons]) if cons else np.zeros(0)
     return x.value, y, prob.value
@@ -158,6 +159,7 @@ def test_float32(lp):
 
 # ------------------------------------------------------------------ infeasible / unbounded
 
+
 def _primal_infeasible(rng):
     # Two inequalities aᵀx ≤ −1 and −aᵀx ≤ −1 contradict each other.
     P, q, A, b = core_qp(rng)
@@ -255,8 +257,7 @@ def test_vmap_over_all_data_with_mixed_statuses():
     ones. Each lane gets its own status, and lanes that finish early are not disturbed by the
     others' extra iterations."""
     rng = np.random.default_rng(8)
-    makers = [core_qp, _primal_infeasible, _unbounded, core_qp, _equality_infeasible,
-              _unbounded_qp]
+    makers = [core_qp, _primal_infeasible, _unbounded, core_qp, _equality_infeasible, _unbounded_qp]
     data = [m(rng) for m in makers]
     Ps, qs, As, bs = (np.stack(d) for d in zip(*data))
     batched = _solve_batch(Ps, qs, As, bs)
@@ -271,6 +272,7 @@ def test_vmap_over_all_data_with_mixed_statuses():
 
 
 # ------------------------------------------------------------------ structural edge cases
+
 
 def _check_against_clarabel(P, q, A, b, p, *, unique_x=True):
     x_ref, y_ref, f_ref = clarabel(P, q, A, b, p)

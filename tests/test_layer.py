@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import central_fd_jacobian
 
 import cvxjax
 from cvxjax import CvxpyLayer
-from helpers import central_fd_jacobian
 
 # Reference: CVXPY's own solve with Clarabel at tight (but reliably reachable) tolerances.
-TIGHT = dict(solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9, tol_ktratio=1e-7)
+TIGHT = dict(
+    solver=cp.CLARABEL, tol_gap_abs=1e-9, tol_gap_rel=1e-9, tol_feas=1e-9, tol_ktratio=1e-7
+)
 # With the reference accurate to ~1e-9, a step of 1e-3 keeps the finite-difference error
 # (truncation O(eps²) plus solver noise 1e-9/eps) near 1e-6; the active sets of the test
 # problems do not change within such a step.
@@ -65,7 +67,11 @@ def qp_problem(seed=0, n=4):
     rng = np.random.default_rng(seed)
     x = cp.Variable(n)
     L, q, G, h, b = (
-        cp.Parameter((n, n)), cp.Parameter(n), cp.Parameter((3, n)), cp.Parameter(3), cp.Parameter(1),
+        cp.Parameter((n, n)),
+        cp.Parameter(n),
+        cp.Parameter((3, n)),
+        cp.Parameter(3),
+        cp.Parameter(1),
     )
     ineq = G @ x <= h
     eq = cp.sum(x) == b
@@ -89,7 +95,12 @@ def socp_problem(seed=1, n=3):
     x = cp.Variable(n)
     A, b, c = cp.Parameter((5, n)), cp.Parameter(5), cp.Parameter(n)
     problem = cp.Problem(cp.Minimize(cp.norm(A @ x - b, 2) + 0.1 * cp.sum_squares(x) + c @ x))
-    return problem, [A, b, c], [x], [rng.normal(size=(5, n)), rng.normal(size=5), 0.1 * rng.normal(size=n)]
+    return (
+        problem,
+        [A, b, c],
+        [x],
+        [rng.normal(size=(5, n)), rng.normal(size=5), 0.1 * rng.normal(size=n)],
+    )
 
 
 def psd_problem(seed=2, k=3):
@@ -204,7 +215,9 @@ def test_duals_and_jvp_of_qp_against_fd():
     problem, params, outputs, values = qp_problem()
     layer = CvxpyLayer(problem, params, outputs)
     tangents = [0.1 * np.ones_like(v) for v in values]
-    primal_out, tangent_out = jax.jvp(lambda *v: layer(*v), tuple(map(jnp.asarray, values)), tuple(map(jnp.asarray, tangents)))
+    primal_out, tangent_out = jax.jvp(
+        lambda *v: layer(*v), tuple(map(jnp.asarray, values)), tuple(map(jnp.asarray, tangents))
+    )
     eps = FD_EPS
     plus = reference(problem, params, [v + eps * t for v, t in zip(values, tangents)], outputs)
     minus = reference(problem, params, [v - eps * t for v, t in zip(values, tangents)], outputs)
@@ -224,7 +237,9 @@ def test_vmap_and_leading_batch_match_single_solves():
     np.testing.assert_allclose(vmapped, np.stack(singles), atol=1e-8)
     # Gradient through a batch equals the sum of per-problem gradients.
     g_batch = jax.grad(lambda q: layer(values[0], q, *values[2:])[0].sum())(qs)
-    g_single = np.stack([jax.grad(lambda q: layer(values[0], q, *values[2:])[0].sum())(q) for q in qs])
+    g_single = np.stack(
+        [jax.grad(lambda q: layer(values[0], q, *values[2:])[0].sum())(q) for q in qs]
+    )
     np.testing.assert_allclose(g_batch, g_single, atol=1e-8)
     # vmap over an already-batched call (two batch levels reach one host callback).
     nested = jax.vmap(lambda q2: layer(values[0], q2, *values[2:])[0])(np.stack([qs, qs[::-1]]))
@@ -236,7 +251,9 @@ def test_hessian_of_smooth_problem_matches_closed_form():
     n = 3
     x = cp.Variable(n)
     d = cp.Parameter(n, nonneg=True)
-    problem = cp.Problem(cp.Minimize(0.5 * cp.sum(cp.multiply(d, cp.square(x))) - cp.sum(x)), [cp.sum(x) == 1])
+    problem = cp.Problem(
+        cp.Minimize(0.5 * cp.sum(cp.multiply(d, cp.square(x))) - cp.sum(x)), [cp.sum(x) == 1]
+    )
     layer = CvxpyLayer(problem, [d], [x])
 
     def closed(d):
@@ -244,9 +261,11 @@ def test_hessian_of_smooth_problem_matches_closed_form():
         return (1.0 / d) / jnp.sum(1.0 / d)
 
     dv = jnp.array([1.0, 2.0, 4.0])
-    loss = lambda f: (lambda d: jnp.sum(f(d) ** 3))
+    loss = lambda f: lambda d: jnp.sum(f(d) ** 3)
     np.testing.assert_allclose(layer(dv)[0], closed(dv), atol=1e-8)
-    np.testing.assert_allclose(jax.hessian(loss(lambda d: layer(d)[0]))(dv), jax.hessian(loss(closed))(dv), atol=1e-6)
+    np.testing.assert_allclose(
+        jax.hessian(loss(lambda d: layer(d)[0]))(dv), jax.hessian(loss(closed))(dv), atol=1e-6
+    )
 
 
 def test_float32_in_float32_out():
@@ -354,7 +373,9 @@ def _infeasible_layer(on_failure="raise"):
 def test_infeasible_and_unbounded_raise(solver):
     x = cp.Variable(2)
     h = cp.Parameter(2)
-    infeasible = CvxpyLayer(cp.Problem(cp.Minimize(cp.sum(x)), [x >= h, x <= h - 1]), [h], [x], solver=solver)
+    infeasible = CvxpyLayer(
+        cp.Problem(cp.Minimize(cp.sum(x)), [x >= h, x <= h - 1]), [h], [x], solver=solver
+    )
     with pytest.raises(cvxjax.SolverError, match="PRIMAL_INFEASIBLE") as info:
         infeasible(np.zeros(2))
     assert info.value.status == cvxjax.Status.PRIMAL_INFEASIBLE
@@ -399,13 +420,16 @@ def test_pure_jax_solver_agrees_with_host_solvers():
     argnums = tuple(range(len(values)))
     f_jax = lambda *v: jax_layer(*v)[0]
     f_host = lambda *v: host_layer(*v)[0]
-    for got, ref in zip(jax.jit(jax.jacrev(f_jax, argnums=argnums))(*values),
-                        jax.jacfwd(f_host, argnums=argnums)(*values)):
+    for got, ref in zip(
+        jax.jit(jax.jacrev(f_jax, argnums=argnums))(*values),
+        jax.jacfwd(f_host, argnums=argnums)(*values),
+    ):
         np.testing.assert_allclose(got, ref, atol=1e-5)
     qs = np.stack([values[1], -values[1], 2 * values[1]])
     np.testing.assert_allclose(
         jax.vmap(lambda q: jax_layer(values[0], q, *values[2:])[0])(qs),
-        host_layer(values[0], qs, *values[2:])[0], atol=1e-6,
+        host_layer(values[0], qs, *values[2:])[0],
+        atol=1e-6,
     )
     with pytest.raises(ValueError, match="JAX cannot handle the second-order cone"):
         socp, sparams, soutputs, _ = socp_problem()
@@ -439,7 +463,9 @@ def test_nan_mode_failed_elements_do_not_poison_shared_gradients(solver):
     (xs,), info = layer.solve(lows, jnp.array([0.5, -0.2]))
     assert np.isnan(np.asarray(xs[1])).all() and int(info.status[1]) != 0
     np.testing.assert_allclose(jax.grad(loss)(jnp.array([0.5, -0.2])), [2.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(jax.jit(jax.grad(loss))(jnp.array([0.5, -0.2])), [2.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(loss))(jnp.array([0.5, -0.2])), [2.0, 0.0], atol=1e-6
+    )
 
 
 def test_repeated_batched_gradients_do_not_deadlock():

@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import central_fd_jacobian
 
 import cvxjax
 from cvxjax import optimality
-from helpers import central_fd_jacobian
 
 RNG = np.random.default_rng(1)
 
@@ -68,8 +68,12 @@ def test_proximal_gradient_lasso_closed_form_on_support():
     # On the support: XSᵀ(XS wS − y) + λ sign(wS) = 0 ⇒ dwS/dλ = −(XSᵀXS)⁻¹ sign(wS), 0 off it.
     expected = np.zeros(8)
     expected[support] = -np.linalg.solve(XS.T @ XS, np.sign(np.asarray(w)[support]))
-    np.testing.assert_allclose(jax.jacfwd(lambda l: ista(None, (X, y), l))(lam), expected, atol=1e-7)
-    np.testing.assert_allclose(jax.jacrev(lambda l: ista(None, (X, y), l))(lam), expected, atol=1e-7)
+    np.testing.assert_allclose(
+        jax.jacfwd(lambda l: ista(None, (X, y), l))(lam), expected, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        jax.jacrev(lambda l: ista(None, (X, y), l))(lam), expected, atol=1e-7
+    )
     # Derivative w.r.t. y on the support: (XSᵀXS)⁻¹XSᵀ.
     jac_y = jax.jit(jax.jacrev(lambda yy: ista(None, (X, yy), lam)))(y)
     expected_y = np.zeros((8, 40))
@@ -101,7 +105,9 @@ def test_projected_gradient_simplex_vs_fd():
     np.testing.assert_allclose(jax.jacfwd(lambda t: solver(None, t, 1.0))(theta), fd, atol=1e-7)
     np.testing.assert_allclose(jax.jacrev(lambda t: solver(None, t, 1.0))(theta), fd, atol=1e-7)
     fd_scale = central_fd_jacobian(lambda s: pgd(None, theta, float(s)), np.array(1.0))
-    np.testing.assert_allclose(jax.grad(lambda s: solver(None, theta, s)[0])(1.0), fd_scale[0], atol=1e-7)
+    np.testing.assert_allclose(
+        jax.grad(lambda s: solver(None, theta, s)[0])(1.0), fd_scale[0], atol=1e-7
+    )
 
 
 def test_mirror_descent_kl_simplex_vs_fd():
@@ -116,7 +122,9 @@ def test_mirror_descent_kl_simplex_vs_fd():
 
     solver = cvxjax.custom_fixed_point(T)(exponentiated_gradient)
     theta = jnp.array([0.05, -0.02, 0.0, 0.1, 0.03])
-    fd = central_fd_jacobian(lambda t: exponentiated_gradient(None, jnp.asarray(t), None), np.asarray(theta))
+    fd = central_fd_jacobian(
+        lambda t: exponentiated_gradient(None, jnp.asarray(t), None), np.asarray(theta)
+    )
     np.testing.assert_allclose(jax.jacfwd(lambda t: solver(None, t, None))(theta), fd, atol=1e-6)
     np.testing.assert_allclose(jax.jacrev(lambda t: solver(None, t, None))(theta), fd, atol=1e-6)
     # Both geometries find the same minimizer, hence the same derivative.
@@ -161,7 +169,9 @@ def test_kkt_qp_closed_form():
 def test_newton_fixed_point_matches_stationarity():
     X = jnp.asarray(RNG.normal(size=(20, 3)))
     y = jnp.asarray(RNG.normal(size=20))
-    f = lambda w, lam: 0.5 * jnp.sum((X @ w - y) ** 2) + 0.25 * lam * jnp.sum(w**4) + 0.5 * jnp.sum(w**2)
+    f = lambda w, lam: (
+        0.5 * jnp.sum((X @ w - y) ** 2) + 0.25 * lam * jnp.sum(w**4) + 0.5 * jnp.sum(w**2)
+    )
 
     @jax.jit
     def solve(init, lam):
@@ -177,12 +187,16 @@ def test_newton_fixed_point_matches_stationarity():
     np.testing.assert_allclose(jax.jacfwd(lambda l: stat_solver(None, l))(0.7), fd, rtol=1e-6)
 
 
-@pytest.mark.parametrize("y", [jnp.array([0.5, 0.2, -0.1]), jnp.array([3.0, -1.0, 0.0]), jnp.array([0.1, 0.1, 0.1])])
+@pytest.mark.parametrize(
+    "y", [jnp.array([0.5, 0.2, -0.1]), jnp.array([3.0, -1.0, 0.0]), jnp.array([0.1, 0.1, 0.1])]
+)
 def test_projection_simplex_matches_cvxpy(y):
     import cvxpy as cp
 
     x = cp.Variable(3)
-    cp.Problem(cp.Minimize(cp.sum_squares(x - np.asarray(y))), [x >= 0, cp.sum(x) == 1]).solve(solver=cp.CLARABEL)
+    cp.Problem(cp.Minimize(cp.sum_squares(x - np.asarray(y))), [x >= 0, cp.sum(x) == 1]).solve(
+        solver=cp.CLARABEL
+    )
     np.testing.assert_allclose(optimality.projection_simplex(y), x.value, atol=1e-7)
 
 

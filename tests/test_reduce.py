@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import central_fd_jacobian
 
 from cvxjax import CvxpyLayer
-from cvxjax.solvers import Auto, Clarabel
 from cvxjax._canonicalize import canonicalize
 from cvxjax._reduce import (
     blocks,
@@ -24,7 +24,7 @@ from cvxjax._reduce import (
     reduce_program,
     restrict,
 )
-from helpers import central_fd_jacobian
+from cvxjax.solvers import Auto, Clarabel
 
 
 def least_squares_qp(n=6, k=8, seed=0):
@@ -124,6 +124,7 @@ def test_reduced_path_derivatives_match_sparse_path_and_finite_differences(solve
             params[wrt].value = theta
             problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
             return x.value
+
         return f
 
     for k in range(3):
@@ -137,8 +138,10 @@ def test_automatic_choice():
     layer = CvxpyLayer(problem, params, [x])
     assert layer.solver_for(jnp.float64) == "JAX"
     assert layer.solver_for(jnp.float32) == "CLARABEL"
-    assert CvxpyLayer(problem, params, [x], solver_args={"tol_feas": 1e-9}).solver_for(
-        jnp.float64) == "CLARABEL"
+    assert (
+        CvxpyLayer(problem, params, [x], solver_args={"tol_feas": 1e-9}).solver_for(jnp.float64)
+        == "CLARABEL"
+    )
     # Above the size limit: Clarabel.
     big_x = cp.Variable(Auto().max_jax_variables + 1)
     c = cp.Parameter(big_x.size)

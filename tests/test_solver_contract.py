@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import central_fd_jacobian
 
 import cvxjax
 from cvxjax import CvxpyLayer
 from cvxjax._canonicalize import canonicalize
 from cvxjax._solvers._registry import SOLVERS
-from helpers import central_fd_jacobian
 
 SOLVER_NAMES = sorted(SOLVERS)
 TIGHT = dict(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
@@ -30,9 +30,7 @@ def qp():
     x = cp.Variable(n)
     q, h = cp.Parameter(n), cp.Parameter(n)
     G = rng.normal(size=(n, n))
-    problem = cp.Problem(
-        cp.Minimize(0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h, cp.sum(x) == 1]
-    )
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x) + q @ x), [G @ x <= h, cp.sum(x) == 1])
     x0 = np.full(n, 0.25)
     h_val = G @ x0 + np.array([0.0, 0.3, 0.0, 0.4])
     q_val = rng.normal(size=n) - 2 * G.T @ np.array([1.0, 0.0, 1.0, 0.0])

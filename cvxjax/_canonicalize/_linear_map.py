@@ -95,9 +95,7 @@ def _tensor_coo(tensor, n_rows: int, n_cols: int) -> sp.coo_array:
     return T
 
 
-def _probe_linear_map(
-    f: Callable[[np.ndarray], np.ndarray], n_in: int, n_out: int
-) -> sp.csr_array:
+def _probe_linear_map(f: Callable[[np.ndarray], np.ndarray], n_in: int, n_out: int) -> sp.csr_array:
     """The matrix M (n_out × n_in) of a linear black box ``f(u) = M u``.
 
     CVXPY's maps here are almost always *monomial* (each output is one input times a constant:

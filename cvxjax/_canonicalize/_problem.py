@@ -151,8 +151,7 @@ class CanonicalProblem:
         s = self.structure
         if x.shape != (s.n,) or y.shape != (s.m,):
             raise ValueError(
-                f"expected x of shape ({s.n},) and y of shape ({s.m},), "
-                f"got {x.shape} and {y.shape}"
+                f"expected x of shape ({s.n},) and y of shape ({s.m},), got {x.shape} and {y.shape}"
             )
         dtype = _float_dtype([x, y])
         w = self._recover_map(jnp.concatenate([x.astype(dtype), y.astype(dtype)]))
@@ -196,8 +195,10 @@ def canonicalize(
     prog = data[cp.settings.PARAM_PROB]
     if any(type(r).__name__ == "Complex2Real" for r in chain.reductions):
         raise NotImplementedError("complex-valued problems are not supported")
-    if prog.lb_tensor is not None or prog.ub_tensor is not None or (
-        prog.lower_bounds is not None or prog.upper_bounds is not None
+    if (
+        prog.lb_tensor is not None
+        or prog.ub_tensor is not None
+        or (prog.lower_bounds is not None or prog.upper_bounds is not None)
     ):
         # The SCS chain turns variable bounds into constraints; this guards a future change.
         raise NotImplementedError("variable bounds outside of the cone constraints")

@@ -46,8 +46,7 @@ _SYMMETRIC_ATTRIBUTES = ("symmetric", "PSD", "NSD")
 def _check_problem(problem: cp.Problem) -> None:
     if not problem.is_dcp():
         raise ValueError(
-            "the problem is not DCP (disciplined convex), so it cannot be compiled; "
-            f"see {_DCP_URL}"
+            f"the problem is not DCP (disciplined convex), so it cannot be compiled; see {_DCP_URL}"
         )
     if not problem.is_dpp():
         raise ValueError(
@@ -181,9 +180,7 @@ def _data_maps(prog, n: int, m: int, cones: ConeDims, embed: sp.csr_array):
     in_A = col_of_entry < n
     A_flat, A_entry = np.unique(T.row[in_A], return_inverse=True)
     A_rows, A_cols = A_flat % max(m, 1), A_flat // max(m, 1)
-    M_A = -sp.csr_array(
-        (T.data[in_A], (A_entry, T.col[in_A])), shape=(A_flat.size, embed.shape[0])
-    )
+    M_A = -sp.csr_array((T.data[in_A], (A_entry, T.col[in_A])), shape=(A_flat.size, embed.shape[0]))
     in_b = ~in_A
     M_b = sp.csr_array(
         (T.data[in_b], (T.row[in_b] % max(m, 1), T.col[in_b])), shape=(m, embed.shape[0])

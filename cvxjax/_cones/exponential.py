@@ -76,13 +76,7 @@ def _h_scaled(v0, rho):
     rho_ep, rho_em, rho_et = rho * ep, rho * em, rho * et
     rho2_et = (rho * jnp.exp(-0.5 * a)) ** 2
     # h = ((ρ−1)r0 + s0)e^ρ − (r0 − ρ s0)e^{−ρ} − (ρ² − ρ + 1)t0
-    f = (
-        r0 * (rho_ep - ep)
-        + s0 * ep
-        - r0 * em
-        + s0 * rho_em
-        - t0 * (rho2_et - rho_et + et)
-    )
+    f = r0 * (rho_ep - ep) + s0 * ep - r0 * em + s0 * rho_em - t0 * (rho2_et - rho_et + et)
     # h' = (ρ r0 + s0)e^ρ + (r0 − (ρ−1)s0)e^{−ρ} − (2ρ − 1)t0
     df = r0 * rho_ep + s0 * ep + r0 * em - s0 * (rho_em - em) - t0 * (2 * rho_et - et)
     return f, df
@@ -201,9 +195,7 @@ def _solve(v0):
     r_s = jnp.where(rpos, r0, 1.0)
     s_s = jnp.where(spos, s0, 1.0)
     in_K = (spos & (s_s * jnp.exp(r0 / s_s) <= t0)) | ((s0 == 0) & (r0 <= 0) & (t0 >= 0))
-    in_polar = (rpos & (r_s * jnp.exp(s0 / r_s - 1) <= -t0)) | (
-        (r0 == 0) & (s0 <= 0) & (t0 <= 0)
-    )
+    in_polar = (rpos & (r_s * jnp.exp(s0 / r_s - 1) <= -t0)) | ((r0 == 0) & (s0 <= 0) & (t0 <= 0))
     closed_form = in_polar | ((r0 <= 0) & (s0 <= 0))
 
     # Heuristic points of K and of K° (the latter only feed the bracket).

@@ -63,13 +63,19 @@ def _branch(r, lam, c0, beta):
 def _classify(v0, alpha):
     x0, y0, z0 = v0[0], v0[1], v0[2]
     zeta = jnp.abs(z0)
-    in_K = (x0 >= 0) & (y0 >= 0) & (
-        jnp.power(jnp.maximum(x0, 0.0), alpha) * jnp.power(jnp.maximum(y0, 0.0), 1 - alpha)
-        >= zeta
+    in_K = (
+        (x0 >= 0)
+        & (y0 >= 0)
+        & (
+            jnp.power(jnp.maximum(x0, 0.0), alpha) * jnp.power(jnp.maximum(y0, 0.0), 1 - alpha)
+            >= zeta
+        )
     )
     u, v = jnp.maximum(-x0, 0.0), jnp.maximum(-y0, 0.0)
-    in_polar = (x0 <= 0) & (y0 <= 0) & (
-        jnp.power(u / alpha, alpha) * jnp.power(v / (1 - alpha), 1 - alpha) >= zeta
+    in_polar = (
+        (x0 <= 0)
+        & (y0 <= 0)
+        & (jnp.power(u / alpha, alpha) * jnp.power(v / (1 - alpha), 1 - alpha) >= zeta)
     )
     return in_K, in_polar
 

@@ -55,6 +55,8 @@ class AbstractSolver(abc.ABC):
         canonical program on its sparsity pattern) or ``"dense"`` (it receives a
         :class:`~cvxjax._program.DenseProgram`, after the presolve of :mod:`cvxjax._reduce`).
         A dense-form solver puts the whole layer on the dense path.
+      dtypes: floating dtypes of parameter values it accepts (outputs come back in the same
+        dtype; host solvers compute in float64 whatever the input).
 
     Fields:
       settings: solver options (its own names), frozen as a sorted tuple of pairs so the
@@ -79,6 +81,7 @@ class AbstractSolver(abc.ABC):
     name: ClassVar[str] = ""
     supported_cones: ClassVar[frozenset] = frozenset()
     data_form: ClassVar[str] = "sparse"
+    dtypes: ClassVar[frozenset] = frozenset({"float32", "float64"})
 
     settings: tuple = ()
 
@@ -119,6 +122,7 @@ class AbstractSolver(abc.ABC):
 
 def freeze(settings: Optional[Mapping[str, Any]]) -> tuple:
     """Options as a sorted tuple of pairs (hashable; lists become tuples)."""
+
     def hashable(value):
         if isinstance(value, (list, tuple)):
             return tuple(hashable(v) for v in value)

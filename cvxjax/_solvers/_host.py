@@ -151,7 +151,13 @@ class HostSolver(AbstractSolver):
         return None
 
     def solve_numpy(
-        self, workspace: _Workspace, P, q, A, b, settings: Mapping[str, Any],
+        self,
+        workspace: _Workspace,
+        P,
+        q,
+        A,
+        b,
+        settings: Mapping[str, Any],
         warm_start: Optional[HostSolution],
     ) -> HostSolution:
         """Solve one float64 instance; ``P``/``A`` are value vectors on the structure's

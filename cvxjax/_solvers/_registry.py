@@ -13,9 +13,7 @@ from .scs import SCS
 
 # Every concrete solver, by the name ``solver=`` accepts. A new solver registers here and
 # gets the layer's whole contract test suite (tests/test_solver_contract.py).
-SOLVERS: dict[str, type[AbstractSolver]] = {
-    cls.name: cls for cls in (Clarabel, SCS, OSQP, JaxQP)
-}
+SOLVERS: dict[str, type[AbstractSolver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP, JaxQP)}
 
 CONE_NAMES = {
     "zero": "zero cone (equality constraints)",

@@ -40,7 +40,11 @@ class Clarabel(HostSolver):
     # Tighter than Clarabel's defaults (1e-8) so that derivatives, whose error is proportional
     # to the solution's, come out accurate; interior point reaches these in a few more steps.
     default_settings = dict(
-        verbose=False, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-8,
+        verbose=False,
+        tol_gap_abs=1e-10,
+        tol_gap_rel=1e-10,
+        tol_feas=1e-10,
+        tol_ktratio=1e-8,
         max_iter=200,
     )
 
@@ -50,7 +54,8 @@ class Clarabel(HostSolver):
         perm = cone_rows_permutation(cones, psd_lower_to_upper_permutation)
         inverse_perm = np.argsort(perm)
         A_pattern = CscPattern(
-            inverse_perm[np.asarray(structure.A_rows)], structure.A_cols,
+            inverse_perm[np.asarray(structure.A_rows)],
+            structure.A_cols,
             (structure.m, structure.n),
         )
         specs = ([("zero", cones.zero)] if cones.zero else []) + (
@@ -68,15 +73,19 @@ class Clarabel(HostSolver):
         for key, value in settings.items():
             setattr(options, key, value)
         solver = clarabel.DefaultSolver(
-            prepared.P_upper_matrix(P), np.asarray(q, np.float64),
-            state.A_pattern.matrix(A), np.asarray(b, np.float64)[state.perm],
-            _clarabel_cones(state.cones), options,
+            prepared.P_upper_matrix(P),
+            np.asarray(q, np.float64),
+            state.A_pattern.matrix(A),
+            np.asarray(b, np.float64)[state.perm],
+            _clarabel_cones(state.cones),
+            options,
         )
         solution = solver.solve()
         y = np.asarray(solution.z)[state.inverse_perm]
         s = np.asarray(solution.s)[state.inverse_perm]
-        return HostSolution(np.asarray(solution.x), y, s, _status(solution.status),
-                            int(solution.iterations))
+        return HostSolution(
+            np.asarray(solution.x), y, s, _status(solution.status), int(solution.iterations)
+        )
 
 
 def _clarabel_cones(specs):

@@ -21,8 +21,14 @@ from ._qp_ipm import solve_qp
 # Status codes of solve_qp (SOLVED, MAX_ITER, PRIMAL_INFEASIBLE, DUAL_INFEASIBLE,
 # NUMERICAL_ERROR) -> ours.
 _STATUS = np.array(
-    [Status.SOLVED, Status.MAX_ITERATIONS, Status.PRIMAL_INFEASIBLE, Status.DUAL_INFEASIBLE,
-     Status.NUMERICAL_ERROR], dtype=np.int32,
+    [
+        Status.SOLVED,
+        Status.MAX_ITERATIONS,
+        Status.PRIMAL_INFEASIBLE,
+        Status.DUAL_INFEASIBLE,
+        Status.NUMERICAL_ERROR,
+    ],
+    dtype=np.int32,
 )
 
 

@@ -30,8 +30,13 @@ class OSQP(HostSolver):
     # ADMM converges slowly to high accuracy; polishing (an active-set refinement with a
     # direct solve) gives solutions accurate to ~1e-10, which the derivatives need.
     default_settings = dict(
-        eps_abs=1e-8, eps_rel=1e-8, polishing=True, max_iter=100_000, verbose=False,
-        eps_prim_inf=1e-9, eps_dual_inf=1e-9,
+        eps_abs=1e-8,
+        eps_rel=1e-8,
+        polishing=True,
+        max_iter=100_000,
+        verbose=False,
+        eps_prim_inf=1e-9,
+        eps_dual_inf=1e-9,
     )
 
     def setup(self, prepared):
@@ -52,7 +57,9 @@ class OSQP(HostSolver):
             local.solver, local.key = solver, key
         else:
             solver.update(
-                q=q, l=lower, u=b,
+                q=q,
+                l=lower,
+                u=b,
                 Px=prepared.P_upper.values_in_csc_order(P[prepared.upper_mask]),
                 Ax=prepared.A.values_in_csc_order(A),
             )

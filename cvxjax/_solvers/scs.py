@@ -30,16 +30,25 @@ class SCS(HostSolver):
 
     def setup(self, prepared):
         c = prepared.structure.cones
-        return dict(z=c.zero, l=c.nonneg, q=list(c.soc), s=list(c.psd), ep=c.exp, ed=0,
-                    p=[float(a) for a in c.pow])
+        return dict(
+            z=c.zero,
+            l=c.nonneg,
+            q=list(c.soc),
+            s=list(c.psd),
+            ep=c.exp,
+            ed=0,
+            p=[float(a) for a in c.pow],
+        )
 
     def solve_numpy(self, workspace, P, q, A, b, settings, warm_start):
         import scs
 
         prepared, cone = workspace
         data = dict(
-            P=prepared.P_upper_matrix(P), A=prepared.A.matrix(A),
-            b=np.asarray(b, np.float64), c=np.asarray(q, np.float64),
+            P=prepared.P_upper_matrix(P),
+            A=prepared.A.matrix(A),
+            b=np.asarray(b, np.float64),
+            c=np.asarray(q, np.float64),
         )
         solver = scs.SCS(data, cone, **settings)
         if warm_start is not None:
@@ -47,8 +56,13 @@ class SCS(HostSolver):
         else:
             result = solver.solve()
         info = result["info"]
-        return HostSolution(np.asarray(result["x"]), np.asarray(result["y"]),
-                            np.asarray(result["s"]), _status(info["status_val"]), int(info["iter"]))
+        return HostSolution(
+            np.asarray(result["x"]),
+            np.asarray(result["y"]),
+            np.asarray(result["s"]),
+            _status(info["status_val"]),
+            int(info["iter"]),
+        )
 
 
 def _status(status_val: int) -> Status:

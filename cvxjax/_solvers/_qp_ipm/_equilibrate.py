@@ -43,8 +43,9 @@ def _equilibrate(P, q, A, b):
         col, row = carry
         Ps = P * col[:, None] * col[None, :]
         As = A * row[:, None] * col[None, :]
-        col_norm = jnp.maximum(jnp.max(jnp.abs(Ps), axis=0, initial=0.0),
-                               jnp.max(jnp.abs(As), axis=0, initial=0.0))
+        col_norm = jnp.maximum(
+            jnp.max(jnp.abs(Ps), axis=0, initial=0.0), jnp.max(jnp.abs(As), axis=0, initial=0.0)
+        )
         row_norm = jnp.max(jnp.abs(As), axis=1, initial=0.0)
         col = jnp.clip(col * inv_sqrt(col_norm), _SCALE_MIN, _SCALE_MAX)
         row = jnp.clip(row * inv_sqrt(row_norm), _SCALE_MIN, _SCALE_MAX)

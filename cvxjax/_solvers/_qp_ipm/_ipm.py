@@ -69,11 +69,11 @@ from jax import lax
 from ._equilibrate import _equilibrate, _norm_inf
 from ._kkt import _RHO, _Data, _factor, _refine, _regularization, _solve_reg
 from ._termination import (
+    _RUNNING,
     DUAL_INFEASIBLE,
     MAX_ITER,
     NUMERICAL_ERROR,
     PRIMAL_INFEASIBLE,
-    _RUNNING,
     _Residuals,
     _residuals,
     _status,
@@ -185,23 +185,36 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
             # (Δx, Δz) solves K [Δx; Δz] = [r₁ − qΔτ; r₂ + bΔτ] for the Δτ just found: refine
             # that one combined system rather than each of the three solves.
             r1, r2 = refine_rhs
-            dx, dz = _refine(data, p, fac, reg, w_I, dx[:, None], dz[:, None],
-                             (r1 - data.q * dtau)[:, None], (r2 + data.b * dtau)[:, None],
-                             refine)
+            dx, dz = _refine(
+                data,
+                p,
+                fac,
+                reg,
+                w_I,
+                dx[:, None],
+                dz[:, None],
+                (r1 - data.q * dtau)[:, None],
+                (r2 + data.b * dtau)[:, None],
+                refine,
+            )
             dx, dz = dx[:, 0], dz[:, 0]
         ds_I = -(d_s + s_I * dz[p:]) / z_I
         dkappa = -(d_kappa + kappa * dtau) / tau
         return dx, dz, ds_I, dtau, dkappa
 
     def max_step(dz, ds_I, dtau, dkappa):
-        return _max_step(jnp.concatenate([s_I, z_I, tau[None], kappa[None]]),
-                         jnp.concatenate([ds_I, dz[p:], dtau[None], dkappa[None]]))
+        return _max_step(
+            jnp.concatenate([s_I, z_I, tau[None], kappa[None]]),
+            jnp.concatenate([ds_I, dz[p:], dtau[None], dkappa[None]]),
+        )
 
     # Predictor: target complementarity 0.
     _, dz_a, ds_a, dtau_a, dkappa_a = direction(U[:, 1], V[:, 1], r.rtau, d_s_aff, tau * kappa)
     alpha_a = jnp.minimum(1.0, max_step(dz_a, ds_a, dtau_a, dkappa_a))
-    mu_a = ((s_I + alpha_a * ds_a) @ (z_I + alpha_a * dz_a[p:])
-            + (tau + alpha_a * dtau_a) * (kappa + alpha_a * dkappa_a)) / (ell + 1)
+    mu_a = (
+        (s_I + alpha_a * ds_a) @ (z_I + alpha_a * dz_a[p:])
+        + (tau + alpha_a * dtau_a) * (kappa + alpha_a * dkappa_a)
+    ) / (ell + 1)
     sigma = jnp.clip(mu_a / mu, 0.0, 1.0) ** 3
 
     # Corrector: centering σμ and Mehrotra's second-order term; residuals reduced by (1 − σ).
@@ -210,8 +223,9 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     r1 = -(1.0 - sigma) * r.rx
     r2 = rhs_z((1.0 - sigma) * r.rz, d_s)
     u, v = _solve_reg(data, p, fac, reg, r1[:, None], r2[:, None])
-    dx, dz, ds_I, dtau, dkappa = direction(u[:, 0], v[:, 0], (1.0 - sigma) * r.rtau, d_s,
-                                           d_kappa, refine_rhs=(r1, r2))
+    dx, dz, ds_I, dtau, dkappa = direction(
+        u[:, 0], v[:, 0], (1.0 - sigma) * r.rtau, d_s, d_kappa, refine_rhs=(r1, r2)
+    )
     alpha = jnp.minimum(1.0, _STEP_FRACTION * max_step(dz, ds_I, dtau, dkappa))
     new = _State(
         x=st.x + alpha * dx,
@@ -229,8 +243,9 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     return jax.tree_util.tree_map(lambda a: a / lam, new)
 
 
-def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
-             refine: int | None = None) -> QPSolution:
+def solve_qp(
+    P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50, refine: int | None = None
+) -> QPSolution:
     """Solve a dense convex QP with equality and inequality constraints.
 
     ``minimize ½xᵀPx + qᵀx  s.t.  A[:n_zero] x = b[:n_zero],  A[n_zero:] x ≤ b[n_zero:]``,
@@ -308,7 +323,8 @@ def solve_qp(P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50,
         return st, new, r_new, k + 1, status
 
     st_prev, st, r, iters, status = lax.while_loop(
-        cond, body, (st0, st0, r0, jnp.int32(0), status0))
+        cond, body, (st0, st0, r0, jnp.int32(0), status0)
+    )
     failed = status == NUMERICAL_ERROR
     st = jax.tree_util.tree_map(lambda a, b_: jnp.where(failed, a, b_), st_prev, st)
     status = jnp.where(status == _RUNNING, MAX_ITER, status).astype(jnp.int32)

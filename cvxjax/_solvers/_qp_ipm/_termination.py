@@ -69,7 +69,12 @@ def _residuals(data: _Data, st: _State) -> _Residuals:
         rx=Px + Atz + data.q * st.tau,
         rz=Ax + st.s - data.b * st.tau,
         rtau=qx + bz + st.kappa + xPx / st.tau,
-        Px=Px, Ax=Ax, Atz=Atz, xPx=xPx, qx=qx, bz=bz,
+        Px=Px,
+        Ax=Ax,
+        Atz=Atz,
+        xPx=xPx,
+        qx=qx,
+        bz=bz,
     )
 
 
@@ -84,10 +89,16 @@ def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
     # All ∞-norms in two reductions (one over m-vectors, one over n-vectors): every reduction
     # is a separate kernel (two on CPU), which costs both run time and compile time.
     # Original units: x = col·x̂, s = ŝ/row, y = row·ẑ/c; residual rows scale likewise.
-    nm = jnp.max(jnp.abs(jnp.stack([r.rz / row, r.Ax / row, st.s / row, r.Ax + st.s, st.z])),
-                 axis=1, initial=0.0)
-    nn = jnp.max(jnp.abs(jnp.stack([r.rx / col, r.Px / col, r.Atz / col, r.Atz, r.Px, st.x])),
-                 axis=1, initial=0.0)
+    nm = jnp.max(
+        jnp.abs(jnp.stack([r.rz / row, r.Ax / row, st.s / row, r.Ax + st.s, st.z])),
+        axis=1,
+        initial=0.0,
+    )
+    nn = jnp.max(
+        jnp.abs(jnp.stack([r.rx / col, r.Px / col, r.Atz / col, r.Atz, r.Px, st.x])),
+        axis=1,
+        initial=0.0,
+    )
     pres = nm[0] / tau
     dres = nn[0] / (c * tau)
     pnorm = jnp.maximum(b_norm, jnp.maximum(nm[1], nm[2]) / tau)
@@ -105,7 +116,8 @@ def _status(data: _Data, st: _State, r: _Residuals, scal, norms, tol, tol_inf):
     primal_inf = (r.bz < -tiny) & (nn[3] <= tol_inf * (-r.bz))
     dual_inf = (r.qx < -tiny) & (jnp.maximum(nn[4], nm[3]) <= tol_inf * (-r.qx))
     status = jnp.where(
-        solved, SOLVED,
+        solved,
+        SOLVED,
         jnp.where(primal_inf, PRIMAL_INFEASIBLE, jnp.where(dual_inf, DUAL_INFEASIBLE, _RUNNING)),
     )
     finite = jnp.isfinite(jnp.sum(nm) + jnp.sum(nn) + r.rtau + tau + st.kappa)
