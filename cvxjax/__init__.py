@@ -17,4 +17,6 @@ from ._errors import Status as Status
 from ._layer import CvxpyLayer as CvxpyLayer
 from ._layer import LayerInfo as LayerInfo
 
+from . import dfl as dfl
+
 __version__ = "0.1.0"
