@@ -329,9 +329,12 @@ def test_shortest_path_data_and_problem():
     again = dfl.shortest_path_data(6, 5, degree=4, noise_width=0.5, seed=7)
     np.testing.assert_array_equal(costs, again[1])
     problem, c, x = dfl.shortest_path_problem()
+    bounded, c_b, x_b = dfl.shortest_path_problem(upper_bounds=True)
     edges = dfl.grid_edges()
-    for cost in costs[:2]:
+    # Negative costs too (as in SPO+'s 2ĉ − c): x ≤ 1 is implied, both forms agree.
+    for cost in (*costs[:2], costs[2] - 1.5):
         path = cvxpy_solution(problem, c, x, cost)
+        np.testing.assert_allclose(path, cvxpy_solution(bounded, c_b, x_b, cost), atol=1e-6)
         assert np.allclose(path, np.round(path), atol=1e-6)  # a vertex: 0/1 flows
         chosen = edges[np.round(path).astype(bool)]
         assert len(chosen) == 8  # 4 steps right and 4 down on a 5×5 grid

@@ -20,17 +20,21 @@ def grid_edges(grid=(5, 5)):
     return np.asarray(edges, dtype=np.int64)
 
 
-def shortest_path_problem(grid=(5, 5)):
+def shortest_path_problem(grid=(5, 5), upper_bounds=False):
     r"""The shortest-path LP from the top-left to the bottom-right node of the grid:
 
     $$
-    \min_x c^\top x \quad\text{s.t.}\quad N x = b,\ 0 \le x \le 1,
+    \min_x c^\top x \quad\text{s.t.}\quad N x = b,\ x \ge 0 \ (,\ x \le 1),
     $$
 
     with N the node–arc incidence matrix (+1 for arcs leaving a node, −1 for arcs entering),
     b = e_source − e_sink. The sink's row is dropped: the rows of N sum to zero, and a
     redundant equality would make the KKT system singular. The incidence matrix is totally
-    unimodular, so optimal vertices are paths (0/1 vectors).
+    unimodular, so optimal vertices are paths (0/1 vectors). The bounds x ≤ 1 are implied
+    (the arcs only go right or down, so the graph has no cycle and a unit flow decomposes
+    into paths), even for costs with negative entries such as SPO+'s 2ĉ − c; leaving them
+    out (the default) gives the same feasible set with 40 fewer inequality rows, which
+    halves the pure-JAX solver's time. ``upper_bounds=True`` writes them anyway.
 
     Returns:
       ``(problem, cost, x)``: the ``cvxpy.Problem``, its cost ``cp.Parameter`` (E,) and the
@@ -45,7 +49,9 @@ def shortest_path_problem(grid=(5, 5)):
     supply[0], supply[-1] = 1.0, -1.0
     cost = cp.Parameter(len(edges), name="cost")
     x = cp.Variable(len(edges), name="x")
-    constraints = [incidence[:-1] @ x == supply[:-1], x >= 0, x <= 1]
+    constraints = [incidence[:-1] @ x == supply[:-1], x >= 0]
+    if upper_bounds:
+        constraints.append(x <= 1)
     return cp.Problem(cp.Minimize(cost @ x), constraints), cost, x
 
 
