@@ -5,6 +5,7 @@ Compile a parametrized CVXPY problem into a JAX function of its parameters
 theorem ([`custom_root`][cvxjax.custom_root], [`custom_fixed_point`][cvxjax.custom_fixed_point]).
 """
 
+from . import dfl as dfl
 from . import linear_solve as linear_solve
 from . import optimality as optimality
 from . import solvers as solvers
