@@ -118,12 +118,7 @@ class CvxpyLayer:
         # Dense path: eliminate the variables that equality rows define (cvxjax._reduce)
         # before solving and differentiating.
         self._reduction = elimination_for(self.canonical) if dense else NoReduction(structure)
-        if refine is None:
-            # One Newton step where interior-point accuracy is limited (second-order, PSD,
-            # exponential, power cones); none for QPs (polished OSQP and Clarabel reach
-            # ~1e-10) and none on the sparse path (a dense factorization would dominate).
-            refine = int(dense and not structure.cones.is_qp)
-        self.refine_steps = int(refine)
+        self.refine_steps = None if refine is None else int(refine)
         self._workspaces = {}
         self._cache = {}
         self._lock = threading.Lock()
@@ -207,6 +202,16 @@ class CvxpyLayer:
         dense_shape = None if self._elimination is None else self._reduction.shape
         return self.solver.select(self.canonical.structure, dense_shape, dtype, settings)
 
+    def _refine_steps(self, solver) -> int:
+        """``refine``, or by default one Newton step where interior-point accuracy is limited
+        (second-order, PSD, exponential, power cones); none for QPs (polished OSQP and
+        Clarabel reach ~1e-10), for solvers that polish their answers themselves, and on the
+        sparse path (a dense factorization would dominate)."""
+        if self.refine_steps is not None:
+            return self.refine_steps
+        cones = self.canonical.structure.cones
+        return int(self._elimination is not None and not cones.is_qp and not solver.polishes)
+
     def _workspace(self, solver):
         """``solver.init`` once per solver the layer runs (cached)."""
         with self._lock:
@@ -236,7 +241,7 @@ class CvxpyLayer:
             self._reduction,
             settings=solver.merged_settings(dict(settings)),
             check_tol=check_tol,
-            refine_steps=self.refine_steps,
+            refine_steps=self._refine_steps(solver),
         )
         canonical = self.canonical
 

@@ -29,8 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from ._errors import Status
+from ._robust_solve import dense_lu_solve
 
 
 def conic_residual(cone):
@@ -112,3 +114,28 @@ def checked_status(program, x, y, s, solver_status, tol):
         ),
     )
     return status.astype(jnp.int32), residuals
+
+
+def newton_refine(F, z, args, steps: int):
+    """Semismooth Newton steps ``z ← z − J(z)⁻¹ F(z)`` on the residual, kept only if they help.
+
+    Interior-point solvers stop at ~1e-8 relative accuracy, and on exponential, power and PSD
+    cones often nearer 1e-6; the Jacobian error is proportional to that (Blondel et al.,
+    Thm. 1). Near a nondegenerate solution F is semismooth with a nonsingular J, so Newton
+    converges quadratically: one step takes a 1e-6 solution to ~1e-12. A step that does not
+    reduce ‖F‖ (e.g. at a degenerate point, or with NaNs from a failed solve) is discarded.
+    """
+    z_flat, unravel = ravel_pytree(z)
+
+    def F_flat(w):
+        return ravel_pytree(F(unravel(w), *args))[0]
+
+    def step(_, w):
+        r = F_flat(w)
+        w_new = w - dense_lu_solve(jax.jacfwd(F_flat)(w), r)
+        better = jnp.all(jnp.isfinite(w_new)) & (
+            jnp.linalg.norm(F_flat(w_new)) < jnp.linalg.norm(r)
+        )
+        return jnp.where(better, w_new, w)
+
+    return unravel(jax.lax.fori_loop(0, steps, step, z_flat))

@@ -21,14 +21,13 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from ._cones import ProductCone
 from ._errors import Status
 from ._implicit import custom_root
 from ._program import SparseProgram
-from ._residual import checked_status, conic_residual
-from ._robust_solve import dense_lu_solve, robust_dense_solve, robust_krylov_solve
+from ._residual import checked_status, conic_residual, newton_refine
+from ._robust_solve import robust_dense_solve, robust_krylov_solve
 
 
 @functools.partial(
@@ -56,31 +55,6 @@ class Solution:
     dual_residual: jax.Array
     gap: jax.Array
     solver: str = ""
-
-
-def newton_refine(F, z, args, steps: int):
-    """Semismooth Newton steps ``z ← z − J(z)⁻¹ F(z)`` on the residual, kept only if they help.
-
-    Interior-point solvers stop at ~1e-8 relative accuracy, and on exponential, power and PSD
-    cones often nearer 1e-6; the Jacobian error is proportional to that (Blondel et al.,
-    Thm. 1). Near a nondegenerate solution F is semismooth with a nonsingular J, so Newton
-    converges quadratically: one step takes a 1e-6 solution to ~1e-12. A step that does not
-    reduce ‖F‖ (e.g. at a degenerate point, or with NaNs from a failed solve) is discarded.
-    """
-    z_flat, unravel = ravel_pytree(z)
-
-    def F_flat(w):
-        return ravel_pytree(F(unravel(w), *args))[0]
-
-    def step(_, w):
-        r = F_flat(w)
-        w_new = w - dense_lu_solve(jax.jacfwd(F_flat)(w), r)
-        better = jnp.all(jnp.isfinite(w_new)) & (
-            jnp.linalg.norm(F_flat(w_new)) < jnp.linalg.norm(r)
-        )
-        return jnp.where(better, w_new, w)
-
-    return unravel(jax.lax.fori_loop(0, steps, step, z_flat))
 
 
 def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refine_steps=0):

@@ -12,5 +12,5 @@ from ._solvers import AbstractSolver as AbstractSolver
 from ._solvers import Auto as Auto
 from ._solvers import Clarabel as Clarabel
 from ._solvers import HostSolver as HostSolver
-from ._solvers import JaxQP as JaxQP
+from ._solvers import Jax as Jax
 from ._solvers import RawSolution as RawSolution

@@ -5,6 +5,6 @@ from ._base import RawSolution as RawSolution
 from ._host import HostSolver as HostSolver
 from .auto import Auto as Auto
 from .clarabel import Clarabel as Clarabel
-from .jax_qp import JaxQP as JaxQP
 from .osqp import OSQP as OSQP
+from .pure_jax import Jax as Jax
 from .scs import SCS as SCS

@@ -57,6 +57,8 @@ class AbstractSolver(abc.ABC):
         A dense-form solver puts the whole layer on the dense path.
       dtypes: floating dtypes of parameter values it accepts (outputs come back in the same
         dtype; host solvers compute in float64 whatever the input).
+      polishes: its answers already come out of Newton steps on F, so the layer adds none by
+        default (``refine``).
 
     Fields:
       settings: solver options (its own names), frozen as a sorted tuple of pairs so the
@@ -82,6 +84,7 @@ class AbstractSolver(abc.ABC):
     supported_cones: ClassVar[frozenset] = frozenset()
     data_form: ClassVar[str] = "sparse"
     dtypes: ClassVar[frozenset] = frozenset({"float32", "float64"})
+    polishes: ClassVar[bool] = False
 
     settings: tuple = ()
 

@@ -7,13 +7,13 @@ import dataclasses
 from ._base import AbstractSolver
 from .auto import Auto
 from .clarabel import Clarabel
-from .jax_qp import JaxQP
 from .osqp import OSQP
+from .pure_jax import Jax
 from .scs import SCS
 
 # Every concrete solver, by the name ``solver=`` accepts. A new solver registers here and
 # gets the layer's whole contract test suite (tests/test_solver_contract.py).
-SOLVERS: dict[str, type[AbstractSolver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP, JaxQP)}
+SOLVERS: dict[str, type[AbstractSolver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP, Jax)}
 
 CONE_NAMES = {
     "zero": "zero cone (equality constraints)",
@@ -52,7 +52,7 @@ def check_cones(solver: AbstractSolver, cones) -> None:
     present = set(cones.present())
     missing = present - solver.supported_cones
     if missing:
-        can = sorted(name for name, ok in supported_cones().items() if present <= ok)
+        can = [name for name, ok in supported_cones().items() if present <= ok]
         cones_text = ", ".join(CONE_NAMES[c] for c in sorted(missing))
         raise ValueError(
             f"Solver {solver.name} cannot handle the {cones_text} in this problem; "

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from ._base import ALL_CONES, AbstractSolver
 from .clarabel import Clarabel
-from .jax_qp import JaxQP
+from .pure_jax import Jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Auto(AbstractSolver):
             and dense_shape.m <= self.max_jax_constraints
         )
         if small_qp and not settings and jnp.dtype(dtype) == jnp.float64:
-            return JaxQP()
+            return Jax()
         return Clarabel(settings=self.settings, max_workers=self.max_workers)
 
     def init(self, structure):
