@@ -11,6 +11,8 @@ Tools:
   :class:`cvxjax.CvxpyLayer` with ``solver=None`` (the default) or the named solver, jit-compiled.
 * ``cvxpylayers``: ``cvxpylayers.jax.CvxpyLayer`` with default settings (diffcp + SCS). It
   cannot be jit-compiled (it converts traced values to numpy), so it runs eagerly.
+* ``cvxpylayers-moreau``: the same layer with ``solver="MOREAU"`` (cvxpylayers 1.2 and the free
+  Moreau solver): jit-compiled; reverse mode only.
 * ``qpax``: ``qpax.solve_qp_primal`` (primal-dual interior point in JAX, default settings) on the
   dense QP data; ``jax.vmap`` over the batch; jit-compiled.
 * ``jaxopt``: ``jaxopt.OSQP`` (ADMM in JAX) on the dense QP data, ``tol=1e-5`` (its default
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from workloads import DENSE_FAMILIES, QP_FAMILIES, Instance, Spec
+from workloads import DENSE_FAMILIES, FAMILIES, QP_FAMILIES, Instance, Spec
 
 # Settings of the bare solvers: the same as cvxjax's host backends use by default
 # (cvxjax/_backends/{osqp,clarabel}.py), so that the comparison measures overhead only.
@@ -97,7 +99,7 @@ class Tool:
         return _BUILDERS[self.name.split("-")[0]](self, inst)
 
 
-_ALL = frozenset({"dense_qp", "sparse_qp", "nnls", "box_lp", "lasso"})
+_ALL = frozenset(FAMILIES)
 
 TOOLS: Dict[str, Tool] = {
     t.name: t
@@ -105,9 +107,10 @@ TOOLS: Dict[str, Tool] = {
         Tool("cvxjax", "cvxjax", True, _ALL, None),
         Tool("cvxjax-clarabel", "cvxjax", True, _ALL, "CLARABEL"),
         Tool("cvxjax-osqp", "cvxjax", True, QP_FAMILIES, "OSQP"),
-        Tool("cvxjax-jax", "cvxjax", True, QP_FAMILIES, "JAX"),
+        Tool("cvxjax-jax", "cvxjax", True, _ALL, "JAX"),
         Tool("cvxjax-scs", "cvxjax", True, _ALL, "SCS"),
         Tool("cvxpylayers", "peer", False, _ALL),
+        Tool("cvxpylayers-moreau", "peer", True, _ALL, "MOREAU"),
         Tool("qpax", "peer", True, DENSE_FAMILIES),
         Tool("jaxopt", "peer", True, DENSE_FAMILIES),
         Tool("osqp", "bare", False, QP_FAMILIES),
@@ -122,6 +125,7 @@ DEFAULT_TOOLS = [
     "cvxjax-osqp",
     "cvxjax-jax",
     "cvxpylayers",
+    "cvxpylayers-moreau",
     "qpax",
     "jaxopt",
     "osqp",
@@ -207,6 +211,17 @@ def _build_cvxjax(tool: Tool, inst: Instance) -> Built:
 def _build_cvxpylayers(tool: Tool, inst: Instance) -> Built:
     from cvxpylayers.jax import CvxpyLayer
 
+    if tool.solver == "MOREAU":
+        # cvxpylayers 1.2 with the Moreau solver: jit- and vmap-capable, reverse mode only.
+        try:
+            import moreau  # noqa: F401
+        except ImportError as err:
+            raise Unavailable(f"moreau is not installed: {err}") from err
+        layer = CvxpyLayer(
+            inst.problem, parameters=inst.parameters, variables=[inst.x], solver="MOREAU"
+        )
+        fwd, grad = _jax_callables(lambda *p: layer(*p)[0], len(inst.parameters), True)
+        return Built(fwd, grad, _as_batch, {"resolved_solver": "MOREAU"})
     layer = CvxpyLayer(inst.problem, parameters=inst.parameters, variables=[inst.x])
     fwd, grad = _jax_callables(lambda *p: layer(*p)[0], len(inst.parameters), False)
     return Built(fwd, grad, _as_batch, {"resolved_solver": "diffcp (SCS)"})

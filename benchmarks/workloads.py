@@ -25,6 +25,12 @@ Families (parameters in brackets):
   with x₀ ∈ [0.2, 0.8]ⁿ.
 * ``lasso``     min ‖Ax − b‖₂ + 0.1‖x‖₁ + 0.01‖x‖²  [A, b];  A (n×n) Gaussian / √n: a
   second-order-cone program (the norm is not squared).
+* ``softmax``   max cᵀx + Σ entr(xᵢ) s.t. 1ᵀx = 1  [c]: x = softmax(c) (exponential cones).
+* ``logistic``  min Σ log(1 + exp(−yᵢ aᵢᵀw)) + 0.1‖w‖²  [A]: 4n examples with labels from a
+  noisy linear rule (exponential cones).
+* ``sdp``       nearest correlation matrix: min ‖X − C‖²_F s.t. X ⪰ 0, diag(X) = 1  [C]
+  (an n×n PSD cone).
+* ``pnorm``     min ‖Ax − b‖₃ + 0.01‖x‖²  [b];  A (n×n) Gaussian / √n (power cones).
 """
 
 from __future__ import annotations
@@ -37,7 +43,20 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-FAMILIES = ("dense_qp", "sparse_qp", "nnls", "box_lp", "lasso")
+FAMILIES = (
+    "dense_qp",
+    "sparse_qp",
+    "nnls",
+    "box_lp",
+    "lasso",
+    "softmax",
+    "logistic",
+    "sdp",
+    "pnorm",
+)
+
+#: Families with second-order, exponential, PSD or power cones.
+CONIC_FAMILIES = frozenset({"lasso", "softmax", "logistic", "sdp", "pnorm"})
 
 #: Families whose canonical problem is a QP (only zero and nonnegative cones): OSQP applies.
 QP_FAMILIES = frozenset({"dense_qp", "sparse_qp", "nnls", "box_lp"})
@@ -56,7 +75,11 @@ class Spec:
 
     @property
     def name(self) -> str:
-        suffix = f"-b{self.batch}" if self.family in ("dense_qp", "lasso") else ""
+        suffix = (
+            f"-b{self.batch}"
+            if self.family in ("dense_qp",) or self.family in CONIC_FAMILIES
+            else ""
+        )
         return f"{self.family}-n{self.n}{suffix}"
 
     @property
@@ -73,6 +96,8 @@ ALL_SPECS: List[Spec] = (
     + [Spec("nnls", n) for n in (20, 100)]
     + [Spec("box_lp", n) for n in (50, 300)]
     + [Spec("lasso", n, b) for n in (20, 100) for b in (1, 32)]
+    + [Spec("softmax", 20, 32), Spec("logistic", 10, 32), Spec("pnorm", 20, 32)]
+    + [Spec("sdp", n, 32) for n in (5, 10)]
 )
 
 #: The subset run by ``--quick``: a dense QP (the qpax target), a sparse QP and an SOCP.
@@ -277,6 +302,41 @@ def _lasso(spec: Spec, rng: np.random.Generator) -> Instance:
     return Instance(spec, problem, [Ap, bp], x, _unbatch(spec, [A, b]))
 
 
+def _softmax(spec: Spec, rng: np.random.Generator) -> Instance:
+    x, c = cp.Variable(spec.n, name="x"), cp.Parameter(spec.n, name="c")
+    problem = cp.Problem(cp.Maximize(c @ x + cp.sum(cp.entr(x))), [cp.sum(x) == 1])
+    return Instance(spec, problem, [c], x, _unbatch(spec, [rng.normal(size=(spec.batch, spec.n))]))
+
+
+def _logistic(spec: Spec, rng: np.random.Generator) -> Instance:
+    n, m, B = spec.n, 4 * spec.n, spec.batch
+    A = rng.normal(size=(B, m, n))
+    w_true = rng.normal(size=n)
+    y = np.sign(A[0] @ w_true + 0.5 * rng.normal(size=m))
+    w, Ap = cp.Variable(n, name="w"), cp.Parameter((m, n), name="A")
+    loss = cp.sum(cp.logistic(-cp.multiply(y, Ap @ w)))
+    problem = cp.Problem(cp.Minimize(loss + 0.1 * cp.sum_squares(w)))
+    return Instance(spec, problem, [Ap], w, _unbatch(spec, [A]))
+
+
+def _sdp(spec: Spec, rng: np.random.Generator) -> Instance:
+    n, B = spec.n, spec.batch
+    M = rng.normal(size=(B, n, n)) / np.sqrt(n)
+    C_val = (M + np.swapaxes(M, 1, 2)) / 2 + np.eye(n)
+    X = cp.Variable((n, n), symmetric=True, name="X")
+    C = cp.Parameter((n, n), symmetric=True, name="C")
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(X - C)), [X >> 0, cp.diag(X) == 1])
+    return Instance(spec, problem, [C], X, _unbatch(spec, [C_val]))
+
+
+def _pnorm(spec: Spec, rng: np.random.Generator) -> Instance:
+    n, B = spec.n, spec.batch
+    A = rng.normal(size=(n, n)) / np.sqrt(n)
+    x, b = cp.Variable(n, name="x"), cp.Parameter(n, name="b")
+    problem = cp.Problem(cp.Minimize(cp.pnorm(A @ x - b, 3) + 0.01 * cp.sum_squares(x)))
+    return Instance(spec, problem, [b], x, _unbatch(spec, [rng.normal(size=(B, n))]))
+
+
 def _unbatch(spec: Spec, values: List[np.ndarray]) -> List[np.ndarray]:
     """Drop the batch axis for batch size 1 (the layers are then called unbatched)."""
     return [np.ascontiguousarray(v if spec.batch > 1 else v[0]) for v in values]
@@ -288,6 +348,10 @@ _BUILDERS = {
     "nnls": _nnls,
     "box_lp": _box_lp,
     "lasso": _lasso,
+    "softmax": _softmax,
+    "logistic": _logistic,
+    "sdp": _sdp,
+    "pnorm": _pnorm,
 }
 
 

@@ -163,3 +163,20 @@ def test_nan_mode_runs_without_any_callback():
     jaxpr = str(jax.make_jaxpr(lambda v: jax.grad(lambda w: layer(w)[0][1].sum())(v))(values))
     assert "callback" not in jaxpr
     assert "callback" not in str(jax.make_jaxpr(lambda v: layer.solve(v))(values))
+
+
+def test_automatic_choice_for_cones():
+    """solver=None: the pure-JAX solver for conic programs above min_jax_conic_variables on
+    the CPU (where it measured faster than Clarabel), Clarabel below; float32 to Clarabel."""
+    from cvxjax._program import ConeDims, DenseShape
+    from cvxjax.solvers import Auto
+
+    def choice(n, dtype=jnp.float64, **fields):
+        shape = DenseShape(n, ConeDims(zero=1, nonneg=n, soc=(n + 1,)))
+        return Auto(**fields).select(None, shape, dtype, {}).name
+
+    assert choice(150) == "JAX"
+    assert choice(20) == "CLARABEL"
+    assert choice(20, min_jax_conic_variables=10) == "JAX"
+    assert choice(150, dtype=jnp.float32) == "CLARABEL"
+    assert choice(400) == "CLARABEL"  # above max_jax_variables

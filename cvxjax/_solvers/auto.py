@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
 from ._base import ALL_CONES, AbstractSolver
@@ -14,18 +15,27 @@ from .pure_jax import Jax
 
 @dataclasses.dataclass(frozen=True)
 class Auto(AbstractSolver):
-    """Pure-JAX for small QPs called in float64, Clarabel otherwise.
+    """The pure-JAX solver where it measured faster, Clarabel otherwise.
 
-    The pure-JAX solver (no host round trip, no per-problem Python) is chosen for QPs whose
-    presolved dense program has at most ``max_jax_variables`` variables and
+    The pure-JAX solver (no host round trip, no per-problem Python) is chosen for programs
+    whose presolved dense form has at most ``max_jax_variables`` variables and
     ``max_jax_constraints`` rows, when the call is in float64 and no ``solver_args`` are
     given (they would be Clarabel's or the JAX solver's names, so the choice must not depend
-    on them). Its cost per iteration grows like n³, a sparse host solver's like nnz(L); up to
-    these sizes it measured faster than Clarabel (benchmarks/README.md). Everything else, and
-    float32 calls (the JAX solver cannot reach the default check in float32), goes to Clarabel.
+    on them), and
+
+    * for QPs, always (its interior point beat Clarabel up to these sizes);
+    * for other cones, when the default backend is not the CPU (no host round trip on an
+      accelerator), or on the CPU when the program has at least ``min_jax_conic_variables``
+      variables: on a lasso SOCP it measured faster than Clarabel with 201 presolved
+      variables and slower with 41 (ADMM's fixed cost per iteration dominates small
+      problems, the host solver's sparse factorization large ones; benchmarks/README.md).
+
+    Its cost per iteration grows like n³, a sparse host solver's like nnz(L). Everything else,
+    and float32 calls (the JAX solver cannot reach the default check in float32), goes to
+    Clarabel.
 
     Fields:
-      max_jax_variables, max_jax_constraints: the size limits above.
+      max_jax_variables, max_jax_constraints, min_jax_conic_variables: the size limits above.
       max_workers: host threads of the Clarabel fallback.
     """
 
@@ -35,17 +45,20 @@ class Auto(AbstractSolver):
 
     max_jax_variables: int = 300
     max_jax_constraints: int = 600
+    min_jax_conic_variables: int = 100
     max_workers: int | None = None
 
     def select(self, structure, dense_shape, dtype, settings) -> AbstractSolver:
-        small_qp = (
+        small = (
             dense_shape is not None
-            and dense_shape.cones.is_qp
             and dense_shape.n <= self.max_jax_variables
             and dense_shape.m <= self.max_jax_constraints
         )
-        if small_qp and not settings and jnp.dtype(dtype) == jnp.float64:
-            return Jax()
+        if small and not settings and jnp.dtype(dtype) == jnp.float64:
+            on_cpu = jax.default_backend() == "cpu"
+            conic_ok = not on_cpu or dense_shape.n >= self.min_jax_conic_variables
+            if dense_shape.cones.is_qp or conic_ok:
+                return Jax()
         return Clarabel(settings=self.settings, max_workers=self.max_workers)
 
     def init(self, structure):
