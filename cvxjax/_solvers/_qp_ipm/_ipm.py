@@ -108,6 +108,11 @@ class QPSolution(NamedTuple):
     iterations: jax.Array
 
 
+def _zero_residuals(n, m, dtype) -> _Residuals:
+    vec_n, vec_m, scalar = jnp.zeros((n,), dtype), jnp.zeros((m,), dtype), jnp.zeros((), dtype)
+    return _Residuals(vec_n, vec_m, scalar, vec_n, vec_m, vec_n, scalar, scalar, scalar)
+
+
 class _State(NamedTuple):
     x: jax.Array  # (n,)
     z: jax.Array  # (m,)
@@ -122,18 +127,15 @@ def _max_step(v, dv):
     return jnp.min(ratios, initial=jnp.inf)
 
 
-def _initial_point(data: _Data, p: int, reg):
-    """Proximal least-squares start: with W_I = I and a unit prox term, solve (approximately:
-    one solve with the regularized M, no refinement, as the start need not be exact)
-    ``min ½xᵀPx + ½‖x‖² + qᵀx + ½‖A_I x − b_I‖²  s.t. A_E x = b_E``, set ``s_I = b_I − A_I x``,
-    ``z_I = −s_I``, then shift both into the interior (CVXOPT/Clarabel's rule, min entry ≥ 1);
-    τ = κ = 1. The prox term keeps x bounded for LPs (Clarabel/CVXOPT use P alone)."""
-    m = data.A.shape[0]
-    dtype = data.P.dtype
-    w_I = jnp.ones((m - p,), dtype)
-    fac = _factor(data, p, w_I, reg, _INIT_PROX)
-    u, v = _solve_reg(data, p, fac, reg, -data.q[:, None], data.b[:, None])
-    x, z = u[:, 0], v[:, 0]
+def _initial_point(x, z, p: int):
+    """Proximal least-squares start from ``(x, z)``, the solution of the constant system with
+    W_I = I and a unit prox term (column 0 of the first loop trip's two-column solve, see
+    :func:`_iterate`): ``min ½xᵀPx + ½‖x‖² + qᵀx + ½‖A_I x − b_I‖²  s.t. A_E x = b_E``
+    (approximately: one solve with the regularized M, no refinement, as the start need not
+    be exact); ``s_I = b_I − A_I x``, ``z_I = −s_I``, both shifted into the interior
+    (CVXOPT/Clarabel's rule, min entry ≥ 1); τ = κ = 1. The prox term keeps x bounded for LPs
+    (Clarabel/CVXOPT use P alone)."""
+    dtype = x.dtype
     s_I = -z[p:]
     z_I = z[p:]
     s_I = s_I + jnp.maximum(0.0, 1.0 - jnp.min(s_I, initial=1.0))
@@ -144,14 +146,40 @@ def _initial_point(data: _Data, p: int, reg):
     return _State(x=x, z=z, s=s, tau=one, kappa=one)
 
 
-def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
-    """One Mehrotra predictor-corrector step on the homogeneous embedding."""
+def _warm_point(warm, p: int, margin):
+    """A warm start ``(x̂, ẑ, ŝ)`` (equilibrated units) moved into the interior: every
+    inequality slack and dual at least ``margin`` (an interior-point method cannot start on the
+    boundary, where a previous optimum lies); τ = κ = 1."""
+    x, z, s = warm
+    dtype = x.dtype
+    s_I = jnp.maximum(s[p:], margin)
+    z_I = jnp.maximum(z[p:], margin)
+    one = jnp.ones((), dtype)
+    return _State(
+        x=x,
+        z=jnp.concatenate([z[:p], z_I]),
+        s=jnp.concatenate([jnp.zeros((p,), dtype), s_I]),
+        tau=one,
+        kappa=one,
+    )
+
+
+def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine, first, warm):
+    """One Mehrotra predictor-corrector step on the homogeneous embedding.
+
+    On the first loop trip (``first``, a traced bool) it returns the starting point instead:
+    that trip factors M with W_I = I and the unit prox term, whose constant-system solution
+    (column 0 of the two-column solve below) is the proximal least-squares start of
+    :func:`_initial_point`; or, with ``warm = (point, use)``, the warm point where ``use``.
+    Computing the start with the loop's own factorization and solve means the compiled
+    program holds one copy of that code instead of two (a third of the compile time of the
+    solver went to the copy outside the loop)."""
     ell = data.A.shape[0] - p
     s_I, z_I = st.s[p:], st.z[p:]
     tau, kappa = st.tau, st.kappa
     mu = (s_I @ z_I + tau * kappa) / (ell + 1)
-    w_I = s_I / z_I
-    fac = _factor(data, p, w_I, reg, reg[0])
+    w_I = jnp.where(first, 1.0, s_I / z_I)
+    fac = _factor(data, p, w_I, reg, jnp.where(first, _INIT_PROX, reg[0]))
     Pxi = r.Px / tau
 
     def rhs_z(d_z, d_s):
@@ -240,11 +268,26 @@ def _iterate(data: _Data, p: int, st: _State, r: _Residuals, reg, refine):
     # iterates cannot overflow when they diverge along an infeasibility certificate (the
     # regularized K⁻¹ amplifies such directions by up to 1/δ per iteration).
     lam = _norm_inf(jnp.concatenate([new.x, new.z, new.s, new.tau[None], new.kappa[None]]))
-    return jax.tree_util.tree_map(lambda a: a / lam, new)
+    new = jax.tree_util.tree_map(lambda a: a / lam, new)
+    start = _initial_point(U[:, 0], V[:, 0], p)
+    if warm is not None:
+        point, use = warm
+        start = jax.tree_util.tree_map(lambda w, c: jnp.where(use, w, c), point, start)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(first, a, b), start, new)
 
 
 def solve_qp(
-    P, q, A, b, n_zero: int, *, tol=None, max_iter: int = 50, refine: int | None = None
+    P,
+    q,
+    A,
+    b,
+    n_zero: int,
+    *,
+    tol=None,
+    max_iter: int = 50,
+    refine: int | None = None,
+    warm_start=None,
+    warm_margin=1e-3,
 ) -> QPSolution:
     """Solve a dense convex QP with equality and inequality constraints.
 
@@ -264,6 +307,13 @@ def solve_qp(
       max_iter: static maximum number of interior-point iterations.
       refine: static number of iterative-refinement steps applied to each search direction;
         default 1 in float64, 2 in float32.
+      warm_start: ``(x (n,), y (m,), s (m,))`` in original units, e.g. the solution of a
+        nearby problem, or ``None``. The start is that point with every inequality slack and
+        dual raised to at least ``warm_margin`` (equilibrated units), τ = κ = 1. An
+        interior-point method gains little from it (its iterates must stay away from the
+        boundary, where the previous optimum lies): see benchmarks/README.md for the measured
+        iteration counts. A warm start whose entries are all zero, or not all finite, means
+        a cold start (so a zero-initialized ``lax.scan`` carry starts cold).
 
     Returns:
       :class:`QPSolution` (x (n,), y (m,), s (m,), status, iterations). The dtype is the common
@@ -302,29 +352,47 @@ def solve_qp(
     scal = (col, row, c)
     norms = (_norm_inf(q), _norm_inf(b))
 
-    st0 = _initial_point(data, p, reg)
-    r0 = _residuals(data, st0)
-    # (The starting point is not tested for termination: it never is optimal, and testing it
-    # would cost a second copy of the termination code in the compiled program.)
-    status0 = jnp.int32(_RUNNING)
+    # The loop's first trip computes the starting point (see _iterate) from a placeholder
+    # iterate on which the step is well defined (W_I = I); its residuals are never read.
+    zeros_m = jnp.zeros((m,), dtype)
+    placeholder = _State(
+        x=jnp.zeros((n,), dtype),
+        z=zeros_m.at[p:].set(1.0),
+        s=zeros_m.at[p:].set(1.0),
+        tau=jnp.ones((), dtype),
+        kappa=jnp.ones((), dtype),
+    )
+    r0 = _zero_residuals(n, m, dtype)
+    warm = None
+    if warm_start is not None:
+        xw, yw, sw = (jnp.asarray(v, dtype) for v in warm_start)
+        flat = jnp.concatenate([xw, yw, sw])
+        use = jnp.all(jnp.isfinite(flat)) & jnp.any(flat != 0)
+        point = (jnp.where(use, xw / col, 0.0), jnp.where(use, yw * c / row, 0.0))
+        point += (jnp.where(use, sw * row, 0.0),)
+        warm = (_warm_point(point, p, jnp.asarray(warm_margin, dtype)), use)
 
     def cond(carry):
         _, _, _, k, status = carry
-        return (status == _RUNNING) & (k < max_iter)
+        return (status == _RUNNING) & (k <= max_iter)
 
     # On a non-finite step the loop stops with NUMERICAL_ERROR and the previous iterate is
     # returned: the carry keeps it (st_prev) rather than selecting per leaf in every iteration.
     def body(carry):
         _, st, r, k, _ = carry
-        new = _iterate(data, p, st, r, reg, refine)
+        first = k == 0
+        new = _iterate(data, p, st, r, reg, refine, first, warm)
         r_new = _residuals(data, new)
         status, finite = _status(data, new, r_new, scal, norms, tol, tol_inf)
+        # The starting point is not tested for termination (it never is optimal).
+        status = jnp.where(first, _RUNNING, status)
         status = jnp.where(finite, status, NUMERICAL_ERROR).astype(jnp.int32)
         return st, new, r_new, k + 1, status
 
-    st_prev, st, r, iters, status = lax.while_loop(
-        cond, body, (st0, st0, r0, jnp.int32(0), status0)
+    st_prev, st, r, trips, status = lax.while_loop(
+        cond, body, (placeholder, placeholder, r0, jnp.int32(0), jnp.int32(_RUNNING))
     )
+    iters = jnp.maximum(trips - 1, 0).astype(jnp.int32)
     failed = status == NUMERICAL_ERROR
     st = jax.tree_util.tree_map(lambda a, b_: jnp.where(failed, a, b_), st_prev, st)
     status = jnp.where(status == _RUNNING, MAX_ITER, status).astype(jnp.int32)
