@@ -18,5 +18,6 @@ from ._implicit import root_vjp as root_vjp
 from ._layer import CvxpyLayer as CvxpyLayer
 from ._layer import LayerInfo as LayerInfo
 from ._solution_map import Solution as Solution
+from ._solution_map import WarmStart as WarmStart
 
 __version__ = "0.1.0"

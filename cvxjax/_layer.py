@@ -20,7 +20,7 @@ from ._canonicalize import canonicalize
 from ._errors import raise_if_failed
 from ._program import SparseProgram
 from ._reduce import NoReduction, elimination_for
-from ._solution_map import Solution, make_solution_map
+from ._solution_map import Solution, WarmStart, make_solution_map
 from ._solvers._base import freeze
 from ._solvers._registry import check_cones, resolve
 
@@ -161,15 +161,27 @@ class CvxpyLayer:
         return arrays, batch_axes, batch_size
 
     # ----------------------------------------------------------------------------------------
-    def solve(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
+    def solve(
+        self,
+        *values,
+        solver_args: Optional[Mapping[str, Any]] = None,
+        warm_start: Optional[Any] = None,
+    ):
         """Like ``__call__`` but returns ``(outputs, Solution)``: a
         [`cvxjax.Solution`][cvxjax.Solution] with per-problem status, iterations and
-        residuals, and the solver that ran.
+        residuals, the solver that ran, and the point to restart from.
 
         With ``on_failure="nan"`` this is how a training loop learns which batch elements
         failed; with ``"raise"`` the statuses are all 0 when it returns.
+
+        ``warm_start``: the ``Solution`` of an earlier call (or its ``warm_start``, a
+        [`cvxjax.WarmStart`][cvxjax.WarmStart]) to start the solver from; functional, so it
+        works under ``jit``, ``vmap`` and as a ``lax.scan`` carry. Outputs and derivatives
+        are those of a cold start (to the solver's tolerance); only the iteration count
+        changes. OSQP, SCS and the JAX solver's ADMM start from the point as it is, the JAX
+        interior-point method (QPs) from the point moved into the interior.
         """
-        arrays, batch_axes, _ = self._validate(values)
+        arrays, batch_axes, batch_size = self._validate(values)
         dtype = jnp.result_type(*arrays)
         arrays = [a.astype(dtype) for a in arrays]
         traced = any(isinstance(a, jax.core.Tracer) for a in arrays)
@@ -183,8 +195,10 @@ class CvxpyLayer:
         # Eager calls raise after the compiled call returns; under the user's trace the
         # compiled program itself must raise (raise_if_failed handles both).
         raise_inside = self.on_failure == "raise" and traced
-        run = self._compiled(solver, tuple(batch_axes), freeze(settings), raise_inside, dtype)
-        outputs, info = run(*arrays)
+        warm, warm_axis = self._warm_start(warm_start, solver, batch_size, dtype)
+        key = (solver, tuple(batch_axes), freeze(settings), raise_inside, dtype, warm_axis)
+        run = self._compiled(*key)
+        outputs, info = run(*arrays) if warm is None else run(*arrays, warm)
         if self.on_failure == "raise" and not traced:
             raise_if_failed(solver.name, info.status)
         return tuple(outputs), info
@@ -192,6 +206,53 @@ class CvxpyLayer:
     def __call__(self, *values, solver_args: Optional[Mapping[str, Any]] = None):
         """Solve for the given parameter values; returns a tuple, one array per output."""
         return self.solve(*values, solver_args=solver_args)[0]
+
+    def cold_start(self, dtype=None, batch_size: Optional[int] = None) -> WarmStart:
+        """A [`cvxjax.WarmStart`][cvxjax.WarmStart] of zeros, which every solver takes as a
+        cold start: the first carry of a ``lax.scan`` that passes ``solution.warm_start``
+        from step to step. Its shapes are those of the solver a call with values of this
+        ``dtype`` (default: JAX's default float) runs, with a leading ``batch_size`` axis
+        if given."""
+        dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+        solver = self._select(dtype, dict(self.solver_args))
+        n, m = self._warm_shape(solver)
+        lead = () if batch_size is None else (int(batch_size),)
+        return WarmStart(*(jnp.zeros(lead + (k,), dtype) for k in (n, m, m)))
+
+    def _warm_shape(self, solver):
+        """(n, m) of the program ``solver`` consumes (dense: presolved; else canonical)."""
+        shape = self._reduction.shape if solver.data_form == "dense" else self.canonical.structure
+        return shape.n, shape.m
+
+    def _warm_start(self, warm_start, solver, batch_size, dtype):
+        """The checked start and its vmap axis (None: shared by the batch), or
+        ``(None, "absent")`` (a string: as a cache key 0 and False would be the same)."""
+        if warm_start is None:
+            return None, "absent"
+        if isinstance(warm_start, Solution):
+            warm_start = warm_start.warm_start
+        if not isinstance(warm_start, WarmStart):
+            raise TypeError(
+                "warm_start must be a cvxjax.Solution or cvxjax.WarmStart from an earlier "
+                f"call, got {type(warm_start).__name__}."
+            )
+        n, m = self._warm_shape(solver)
+        arrays = [jnp.asarray(a) for a in warm_start]
+        lead = arrays[0].shape[:-1]
+        expected = {"x": n, "y": m, "s": m}
+        for (name, size), a in zip(expected.items(), arrays):
+            if a.shape[-1:] != (size,) or a.shape[:-1] != lead or len(lead) > 1:
+                raise ValueError(
+                    f"warm_start.{name} has shape {a.shape}, but solver {solver.name} on this "
+                    f"layer needs ({size},) or (batch, {size}) (a start from another layer, "
+                    "or from a call that ran another solver?)."
+                )
+        if lead and (batch_size is None or lead[0] != batch_size):
+            raise ValueError(
+                f"warm_start has batch size {lead[0]}, but the parameter values have "
+                f"{'no batch axis' if batch_size is None else f'batch size {batch_size}'}."
+            )
+        return WarmStart(*(a.astype(dtype) for a in arrays)), (0 if lead else None)
 
     def solver_for(self, dtype) -> str:
         """The name of the solver a call with parameter values of this dtype (and the layer's
@@ -220,7 +281,7 @@ class CvxpyLayer:
                 self._workspaces[solver] = solver.init(form or self.canonical.structure)
             return self._workspaces[solver]
 
-    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype):
+    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype, warm_axis="absent"):
         """The jitted solve for one calling convention, built once and cached.
 
         Caching matters for eager calls: without it every call would re-trace the residual,
@@ -230,7 +291,7 @@ class CvxpyLayer:
         check_tol = self.check_tol
         if check_tol is None:
             check_tol = solver.default_check_tol(dtype)
-        key = (solver, batch_axes, settings, raise_inside, check_tol)
+        key = (solver, batch_axes, settings, raise_inside, check_tol, warm_axis)
         with self._lock:
             run = self._cache.get(key)
         if run is not None:
@@ -245,15 +306,20 @@ class CvxpyLayer:
         )
         canonical = self.canonical
 
+        warm_given = warm_axis != "absent"
+
         def solve_one(*vals):
+            # With a warm start it comes last (a WarmStart pytree).
+            vals, warm = (vals[:-1], vals[-1]) if warm_given else (vals, None)
             program = SparseProgram(canonical.structure, canonical.data(*vals))
-            (x, y), info = solution_map(program)
+            (x, y), info = solution_map(program, warm)
             return tuple(canonical.recover(x, y)), info
 
         if all(axis is None for axis in batch_axes):
             solve_all = solve_one
         else:
-            solve_all = jax.vmap(solve_one, in_axes=list(batch_axes))
+            in_axes = list(batch_axes) + ([warm_axis] if warm_given else [])
+            solve_all = jax.vmap(solve_one, in_axes=in_axes)
 
         def checked(*vals):
             outputs, info = solve_all(*vals)

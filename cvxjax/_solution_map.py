@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +31,25 @@ from ._residual import checked_status, conic_residual, newton_refine
 from ._robust_solve import robust_dense_solve, robust_krylov_solve
 
 
+class WarmStart(NamedTuple):
+    """What a solver needs to restart: its own primal x (n,), dual y (m,) and slack s (m,) of
+    the program it consumed (the presolved dense program for ``solver="JAX"``, the canonical
+    program for the host solvers), with any batch axes in front. A pytree, found in
+    [`Solution.warm_start`][cvxjax.Solution] and passed back as
+    ``layer.solve(..., warm_start=solution)``; it carries no derivative.
+
+    Zeros mean a cold start for every solver ([`CvxpyLayer.cold_start`][cvxjax.CvxpyLayer.cold_start]
+    makes them, e.g. as the first carry of a ``lax.scan``), and so does a problem that failed.
+    """
+
+    x: jax.Array
+    y: jax.Array
+    s: jax.Array
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["status", "iterations", "primal_residual", "dual_residual", "gap"],
+    data_fields=["status", "iterations", "primal_residual", "dual_residual", "gap", "warm_start"],
     meta_fields=["solver"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +64,9 @@ class Solution:
         (before Newton refinement), the quantities ``check_tol`` bounds; see
         ``cvxjax._residual.Residuals`` for the formulas. NaN or inf where no point was found.
       solver: name of the solver that ran (static).
+      warm_start: the solver's answer as a [`cvxjax.WarmStart`][cvxjax.WarmStart], to pass
+        to the next call on a nearby problem (``layer.solve(..., warm_start=solution)``);
+        zeros where the problem failed.
     """
 
     status: jax.Array
@@ -55,6 +75,7 @@ class Solution:
     dual_residual: jax.Array
     gap: jax.Array
     solver: str = ""
+    warm_start: Any = None
 
 
 def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refine_steps=0):
@@ -83,10 +104,15 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
     def polish(z0, program):
         return newton_refine(F, z0, (program,), refine_steps) if refine_steps else z0
 
-    def solution_map(program: SparseProgram):
+    def solution_map(program: SparseProgram, warm_start: WarmStart | None = None):
         reduced, inverse_data = reduction.apply(program)
         consumed = jax.lax.stop_gradient(reduced if solver.data_form == "dense" else program)
-        raw = solver.solve(workspace, consumed, settings, None)
+        if warm_start is not None:
+            # A start carries no derivative; a non-finite one (a failed problem) starts cold.
+            warm_start = jax.lax.stop_gradient(WarmStart(*warm_start))
+            finite = _all_finite(warm_start)
+            warm_start = WarmStart(*(jnp.where(finite, a, 0.0) for a in warm_start))
+        raw = solver.solve(workspace, consumed, settings, warm_start)
         status, residuals = checked_status(consumed, raw.x, raw.y, raw.s, raw.status, check_tol)
         x, y, s = (
             (raw.x, raw.y, raw.s)
@@ -103,10 +129,27 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
             dual_residual=residuals.dual,
             gap=residuals.gap,
             solver=solver.name,
+            warm_start=_restart_point(raw, status),
         )
         return _nan_if_failed(outputs, status), info
 
     return solution_map
+
+
+def _restart_point(raw, status):
+    """The solver's own (x, y, s) as the next start: kept for a solution, and also for an
+    inaccurate one or one at the iteration limit (still a good start); zeros (a cold start)
+    after a certificate or a numerical failure, where there is no point."""
+    point = (raw.x, raw.y, raw.s)
+    usable = _all_finite(point) & ~jnp.isin(status, jnp.asarray(_NO_POINT, jnp.int32))
+    return WarmStart(*(jnp.where(usable, a, 0.0) for a in point))
+
+
+_NO_POINT = (Status.PRIMAL_INFEASIBLE, Status.DUAL_INFEASIBLE, Status.NUMERICAL_ERROR)
+
+
+def _all_finite(arrays):
+    return functools.reduce(jnp.logical_and, [jnp.all(jnp.isfinite(a)) for a in arrays])
 
 
 def _zero_if_failed(z, status):

@@ -72,8 +72,9 @@ class AbstractSolver(abc.ABC):
         :class:`~cvxjax._program.DenseShape` (dense form) of the programs it will receive.
       ``solve(workspace, program, settings, warm_start) -> RawSolution``: one unbatched
         instance, traceable (``jit``/``vmap`` apply to it; under ``vmap`` it is handed a
-        batch). ``settings`` is a plain dict of options; ``warm_start`` a previous
-        :class:`RawSolution` or ``None``.
+        batch). ``settings`` is a plain dict of options; ``warm_start`` ``None`` or a
+        point with fields ``x``, ``y``, ``s`` (a :class:`cvxjax.WarmStart`: a previous
+        answer of a solver of the same form, finite; zeros mean a cold start) to start from.
 
     Optional:
       ``default_check_tol(dtype)``: the largest relative KKT residual accepted by default.

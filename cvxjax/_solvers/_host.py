@@ -206,7 +206,10 @@ class HostSolver(AbstractSolver):
         warm = [flat(w, w.shape[-1]) for w in warm]
 
         def one(i):
-            start = HostSolution(*(w[i] for w in warm), Status.SOLVED) if warm else None
+            start = None
+            # Zeros (CvxpyLayer.cold_start, or the start after a failed problem) mean cold.
+            if warm and any(np.any(w[i] != 0) for w in warm):
+                start = HostSolution(*(w[i] for w in warm), Status.SOLVED)
             sol = self.solve_numpy(workspace, P[i], q[i], A[i], b[i], options, start)
             if sol.status in NO_SOLUTION:
                 nan_n, nan_m = np.full(n, np.nan), np.full(m, np.nan)

@@ -37,6 +37,10 @@ class OSQP(HostSolver):
         verbose=False,
         eps_prim_inf=1e-9,
         eps_dual_inf=1e-9,
+        # The workspace is reused across calls (below); OSQP's own warm starting would then
+        # start each solve from whatever this thread solved last. Off, a call is a function
+        # of its arguments; a start is given explicitly (warm_start=).
+        warm_starting=False,
     )
 
     def setup(self, prepared):
