@@ -84,7 +84,7 @@ class _State(NamedTuple):
     dy: jax.Array
     chol: jax.Array  # Cholesky factor of H for the current ρ
     rho: jax.Array  # scalar ρ
-    checks: jax.Array
+    checks: jax.Array  # blocks of check_every ADMM iterations done
     polish_at: jax.Array
     status: jax.Array
     polished: jax.Array
@@ -183,11 +183,25 @@ def solve_conic(
         y_p = cone.project_dual(z[1])
         return z[0], y_p, y_p - z[1]
 
-    def body(st: _State) -> _State:
+    def advance(st: _State) -> _State:
+        """``check_every`` ADMM iterations, then the ρ update."""
         x, s, y, dx, dy, chol, rho = lax.fori_loop(
             0, check_every, admm, (st.x, st.s, st.y, st.dx, st.dy, st.chol, st.rho)
         )
-        st = st._replace(x=x, s=s, y=y, dx=dx, dy=dy, checks=st.checks + 1)
+        return _adapt_rho(st._replace(x=x, s=s, y=y, dx=dx, dy=dy, checks=st.checks + 1))
+
+    def body(st: _State) -> _State:
+        # Check first, then iterate: a warm start that is already (nearly) optimal is
+        # accepted or polished before any ADMM iteration moves it (ADMM's first iterations
+        # with the initial ρ can move away from a good point).
+        st = check(st)
+        go = (st.status == _RUNNING) & (st.checks < max_checks)
+        st = lax.cond(go, advance, lambda st: st, st)
+        limit = (st.status == _RUNNING) & ~go
+        return st._replace(status=jnp.where(limit, Status.MAX_ITERATIONS, st.status))
+
+    def check(st: _State) -> _State:
+        x, y, s = st.x, st.y, st.s
         xo, yo, so = unscale(x, y, s)
         worst = kkt_residuals(program, xo, yo, so).worst()
         finite = jnp.isfinite(worst)
@@ -217,7 +231,7 @@ def solve_conic(
             answer=answer,
             polish_at=jnp.where(try_polish, st.polish_at * 0.1, st.polish_at),
         )
-        return _adapt_rho(st)
+        return st
 
     def _adapt_rho(st: _State) -> _State:
         Ax, Px, Aty = sc.A @ st.x, sc.P @ st.x, sc.A.T @ st.y
@@ -262,7 +276,7 @@ def solve_conic(
         answer=zeros,
     )
     max_checks = max(1, -(-max_iter // check_every))
-    st = lax.while_loop(lambda st: (st.status == _RUNNING) & (st.checks < max_checks), body, st0)
+    st = lax.while_loop(lambda st: st.status == _RUNNING, body, st0)
     status = jnp.where(st.status == _RUNNING, Status.MAX_ITERATIONS, st.status)
     last = unscale(st.x, st.y, st.s)
     x, y, s = jax.tree.map(lambda a, l: jnp.where(status == Status.SOLVED, a, l), st.answer, last)
