@@ -15,6 +15,7 @@ import numpy as np
 
 from .._errors import Status
 from ._base import ALL_CONES
+from . import _settings
 from ._host import (
     CscPattern,
     HostSolution,
@@ -47,6 +48,9 @@ class Clarabel(HostSolver):
         tol_ktratio=1e-8,
         max_iter=200,
     )
+
+    def settings_spec(self, cones):
+        return _settings.CLARABEL
 
     def setup(self, prepared):
         structure = prepared.structure

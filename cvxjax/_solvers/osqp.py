@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from .._errors import Status
+from . import _settings
 from ._host import NO_SOLUTION, HostSolution, HostSolver
 
 
@@ -38,6 +39,9 @@ class OSQP(HostSolver):
         eps_prim_inf=1e-9,
         eps_dual_inf=1e-9,
     )
+
+    def settings_spec(self, cones):
+        return _settings.OSQP
 
     def setup(self, prepared):
         return threading.local()  # one OSQP workspace per host thread
