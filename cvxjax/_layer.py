@@ -148,7 +148,9 @@ class CvxpyLayer:
                 f"Expected {len(self.parameters)} parameter values ({names}), got {len(values)}."
             )
         arrays, batch_axes, batch_size = [], [], None
-        for param, value in zip(self.parameters, values):
+        # A geometric program sees log θ for its positive parameters.
+        positive = self.canonical.log_parameters if self.gp else (False,) * len(values)
+        for param, value, must_be_positive in zip(self.parameters, values, positive):
             array = _as_array(param, value)
             shape = tuple(param.shape)
             if tuple(array.shape) == shape:
@@ -166,7 +168,7 @@ class CvxpyLayer:
                     f"Parameter {param.name()!r} expects shape {shape} (or (batch,) + {shape}), "
                     f"got {tuple(array.shape)}."
                 )
-            _check_attributes(param, array, self._must_be_positive(param))
+            _check_attributes(param, array, must_be_positive)
             arrays.append(array)
         return arrays, batch_axes, batch_size
 
@@ -217,12 +219,6 @@ class CvxpyLayer:
         """The solver's options for a call: its own settings merged with ``settings``,
         validated and translated to its own names (cvxjax._solvers._settings)."""
         return solver.check_settings(settings, self.canonical.structure.cones)
-
-    def _must_be_positive(self, param) -> bool:
-        """Geometric programs see log θ for positive parameters."""
-        if not self.gp:
-            return False
-        return self.canonical.log_parameters[self.parameters.index(param)]
 
     def _refine_steps(self, solver) -> int:
         """``refine``, or by default one Newton step where interior-point accuracy is limited
