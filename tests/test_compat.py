@@ -27,37 +27,44 @@ def _solve(problem, params, values, outputs, **kwargs):
     return np.concatenate([np.ravel(o.value) for o in outputs])
 
 
-def _check_derivatives(
-    layer, problem, params, values, wrt, symmetric=False, modes=("jvp", "vjp"), **solve_kwargs
-):
-    """jvp and/or vjp of the layer's first output in params[wrt] against FD of CVXPY's solve
-    (each mode compiles its own program: tests pick one where the other is covered)."""
+def _check_derivatives(layer, problem, params, values, modes=("jvp", "vjp")):
+    """The layer's first output at ``values`` against CVXPY's solve, and its jvp and/or vjp in
+    all parameters at once against central FD of CVXPY's solve (each mode compiles its own
+    program, so tests choose; the value comes with the jvp/vjp, no eager compile needed)."""
     outputs = layer.variables[:1]
+    shapes = [np.shape(v) for v in values]
+    sizes = [int(np.prod(sh)) for sh in shapes]
 
-    def reference(theta):
-        vals = list(values)
-        vals[wrt] = (theta + theta.T) / 2 if symmetric else theta
-        return _solve(problem, params, vals, outputs, **solve_kwargs)
+    def split(flat, xp):
+        parts = xp.split(flat, np.cumsum(sizes)[:-1])
+        return [part.reshape(sh) for part, sh in zip(parts, shapes)]
 
-    J = central_fd_jacobian(reference, np.asarray(values[wrt]), eps=FD_EPS)
-    J = J.reshape(J.shape[0], -1)
+    def reference(flat):
+        vals = split(flat, np)
+        # The layer uses a symmetric parameter's value through (Θ + Θᵀ)/2; CVXPY needs it so.
+        vals = [
+            (v + v.T) / 2 if p.is_symmetric() and v.ndim == 2 else v for p, v in zip(params, vals)
+        ]
+        return _solve(problem, params, vals, outputs)
 
-    def f(theta):
-        vals = list(values)
-        vals[wrt] = theta
-        return jnp.ravel(layer(*vals)[0])
+    theta = np.concatenate([np.ravel(v) for v in values]).astype(np.float64)
+    J = central_fd_jacobian(reference, theta, eps=FD_EPS)
 
-    theta = jnp.asarray(values[wrt], jnp.float64)
-    rng = np.random.default_rng(wrt)
-    t = rng.standard_normal(theta.shape)
+    def f(flat):
+        return jnp.ravel(layer(*split(flat, jnp))[0])
+
+    want = reference(theta)
+    rng = np.random.default_rng(0)
     if "jvp" in modes:
-        _, jvp = jax.jvp(f, (theta,), (jnp.asarray(t),))
-        np.testing.assert_allclose(jvp, J @ t.ravel(), atol=2e-5, rtol=1e-4)
+        t = rng.standard_normal(theta.shape)
+        value, jvp = jax.jvp(f, (jnp.asarray(theta),), (jnp.asarray(t),))
+        np.testing.assert_allclose(value, want, atol=1e-7)
+        np.testing.assert_allclose(jvp, J @ t, atol=2e-5, rtol=1e-4)
     if "vjp" in modes:
         w = rng.standard_normal(J.shape[0])
-        _, pullback = jax.vjp(f, theta)
-        (vjp,) = pullback(jnp.asarray(w))
-        np.testing.assert_allclose(np.ravel(vjp), w @ J, atol=2e-5, rtol=1e-4)
+        value, pullback = jax.vjp(f, jnp.asarray(theta))
+        np.testing.assert_allclose(value, want, atol=1e-7)
+        np.testing.assert_allclose(pullback(jnp.asarray(w))[0], w @ J, atol=2e-5, rtol=1e-4)
 
 
 def _spd(rng, n, shift=1.0):
@@ -90,8 +97,7 @@ def test_quad_form_parameter_matches_cvxpy(box_qp):
 
 def test_quad_form_parameter_derivatives_match_fd(box_qp):
     problem, params, _, values, layer = box_qp
-    _check_derivatives(layer, problem, params, values, 0, symmetric=True)
-    _check_derivatives(layer, problem, params, values, 1)
+    _check_derivatives(layer, problem, params, values)
 
 
 def test_quad_form_parameter_closed_form_jit_vmap():
@@ -102,9 +108,8 @@ def test_quad_form_parameter_closed_form_jit_vmap():
     rng = np.random.default_rng(1)
     Qs = np.stack([_spd(rng, n) for _ in range(3)])
     qv = rng.standard_normal(n)
-    (xs,) = layer(Qs, qv)  # batched Q, shared q
     want = np.stack([-np.linalg.solve(Qk, qv) for Qk in Qs])
-    np.testing.assert_allclose(xs, want, atol=1e-8)
+    # Batched Q, shared q (the layer's own batching is covered by the GP test).
     (xs_jit,) = jax.jit(jax.vmap(layer, in_axes=(0, None)))(Qs, qv)
     np.testing.assert_allclose(xs_jit, want, atol=1e-8)
     V = rng.standard_normal((n, n))
@@ -127,10 +132,7 @@ def test_quad_form_sums_multiples_and_nsd_maximize():
         (neg, [N, q], [-_spd(rng, n), q0], "jvp"),
     ]:
         layer = CvxpyLayer(problem, params, [x])
-        np.testing.assert_allclose(
-            layer(*values)[0], _solve(problem, params, values, [x]), atol=1e-7
-        )
-        _check_derivatives(layer, problem, params, values, 0, symmetric=True, modes=(mode,))
+        _check_derivatives(layer, problem, params, values, modes=(mode,))
 
 
 def test_quad_form_forms_cvxpy_rejects():
@@ -159,12 +161,15 @@ def test_quad_form_forms_cvxpy_rejects():
 
 @pytest.fixture(scope="module")
 def gp_layer():
-    """cvxpylayers' GP: min 1/(xyz) s.t. a(xy + xz + yz) ≤ b, x ≥ y^c."""
+    """cvxpylayers' GP: min 1/(xyz) s.t. a(xy + xz + yz) ≤ b, x ≥ y^c; with one jitted copy
+    shared by the tests (each distinct transformation costs a compile)."""
     x, y, z = (cp.Variable(pos=True) for _ in range(3))
     a, b, c = cp.Parameter(pos=True), cp.Parameter(pos=True), cp.Parameter()
-    problem = cp.Problem(cp.Minimize(1 / (x * y * z)), [a * (x * y + x * z + y * z) <= b, x >= y**c])
+    problem = cp.Problem(
+        cp.Minimize(1 / (x * y * z)), [a * (x * y + x * z + y * z) <= b, x >= y**c]
+    )
     layer = CvxpyLayer(problem, [a, b, c], [x, y, z], gp=True)
-    return problem, [a, b, c], [x, y, z], layer
+    return problem, [a, b, c], [x, y, z], layer, jax.jit(layer)
 
 
 def _gp_reference(problem, params, outputs, values):
@@ -172,48 +177,48 @@ def _gp_reference(problem, params, outputs, values):
 
 
 def test_gp_matches_cvxpy_batched_and_jit(gp_layer):
-    problem, params, outputs, layer = gp_layer
+    problem, params, outputs, layer, jitted = gp_layer
     assert layer.canonical.log_parameters == (True, True, False)  # c is an exponent
     values = [np.array([2.0, 1.5, 2.5]), np.array([1.0, 1.2, 0.8]), np.array([0.5, 0.6, 0.4])]
     got = np.stack(layer(*values), axis=-1)
-    got_jit = np.stack(jax.jit(layer)(*values), axis=-1)
     for i in range(3):
         want = _gp_reference(problem, params, outputs, [v[i] for v in values])
         # This GP's optimum is flat (objectives agree to 1e-11, points to ~1e-6).
         np.testing.assert_allclose(got[i], want, rtol=1e-5)
-    np.testing.assert_allclose(got_jit, got, rtol=1e-10)
+        np.testing.assert_allclose(np.stack(jitted(*[v[i] for v in values])), got[i], rtol=1e-9)
 
 
 def test_gp_derivatives_match_fd(gp_layer):
-    """The chain rule through log θ and exp u, against central FD of the layer's values (of
-    CVXPY's own gp=True solve FD would measure its ~1e-6 solution noise: the optimum is flat)."""
-    problem, params, outputs, layer = gp_layer
+    """The chain rule through log θ and exp u, against central FD of the layer's (jitted)
+    values, and against FD of CVXPY's own gp=True solve with a step large enough for its
+    ~1e-6 solution noise (the optimum is flat)."""
+    problem, params, outputs, layer, jitted = gp_layer
     values = np.array([2.0, 1.0, 0.5])
+
+    J = central_fd_jacobian(lambda t: np.stack(jitted(*t)), values, eps=1e-5)
+    J_cvxpy = central_fd_jacobian(
+        lambda t: _gp_reference(problem, params, outputs, list(t)), values, eps=1e-2
+    )
+    np.testing.assert_allclose(J, J_cvxpy, atol=2e-3)
 
     def f(theta):
         return jnp.stack(layer(*theta))
 
-    J = central_fd_jacobian(lambda t: np.asarray(f(jnp.asarray(t))), values, eps=1e-5)
     t = np.array([1.0, 0.5, -2.0])
     _, jvp = jax.jvp(f, (jnp.asarray(values),), (jnp.asarray(t),))
     np.testing.assert_allclose(jvp, J @ t, atol=1e-6, rtol=1e-5)
     w = np.array([1.0, -2.0, 0.5])
     _, pullback = jax.vjp(f, jnp.asarray(values))
     np.testing.assert_allclose(pullback(jnp.asarray(w))[0], w @ J, atol=1e-6, rtol=1e-5)
-    # Independently, FD of CVXPY's solve with a step large enough for its noise.
-    J_cvxpy = central_fd_jacobian(
-        lambda t: _gp_reference(problem, params, outputs, list(t)), values, eps=1e-2
-    )
-    np.testing.assert_allclose(J, J_cvxpy, atol=2e-3)
 
 
 def test_gp_positive_parameters_checked_eagerly_and_under_jit(gp_layer):
-    layer = gp_layer[3]
+    jitted = gp_layer[4]
     with pytest.raises(ValueError, match="geometric program.*must be positive"):
-        layer(-1.0, 1.0, 0.5)
+        gp_layer[3](-1.0, 1.0, 0.5)
     with pytest.raises(jax.errors.JaxRuntimeError, match="geometric program.*must be positive"):
-        jax.block_until_ready(jax.jit(layer)(-1.0, 1.0, 0.5))
-    layer(1.0, 1.0, -0.5)  # the exponent c may be negative
+        jax.block_until_ready(jitted(-1.0, 1.0, 0.5))
+    jax.block_until_ready(jitted(1.0, 1.0, -0.5))  # the exponent c may be negative
 
 
 def test_gp_errors():
@@ -326,27 +331,24 @@ def test_none_and_non_numeric_values_name_the_parameter(small_qp):
         layer(np.ones(2) * 1j)
 
 
-def test_symmetric_parameter_eager_and_jit_agree():
+def test_symmetric_parameter_eager_and_jit_agree(box_qp):
     """An asymmetric value of a symmetric (PSD) parameter is used through (Θ + Θᵀ)/2, eagerly
     and under jit alike (the documented choice; no error in either)."""
-    n = 2
-    Q, x = cp.Parameter((n, n), PSD=True), cp.Variable(n)
-    layer = CvxpyLayer(cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, Q) - cp.sum(x))), [Q], [x])
-    asym = np.array([[2.0, 1.0], [0.0, 3.0]])
-    sym = (asym + asym.T) / 2
-    want = np.linalg.solve(sym, np.ones(n))
-    np.testing.assert_allclose(layer(asym)[0], want, atol=1e-8)
-    np.testing.assert_allclose(jax.jit(layer)(asym)[0], want, atol=1e-8)
+    problem, params, outputs, (Q, q), layer = box_qp
+    asym = Q + np.triu(np.ones_like(Q), 1)  # symmetric part Q + (U + Uᵀ)/2
+    want = _solve(problem, params, [(asym + asym.T) / 2, q], outputs)
+    np.testing.assert_allclose(layer(asym, q)[0], want, atol=1e-7)
+    np.testing.assert_allclose(jax.jit(layer)(asym, q)[0], want, atol=1e-7)
 
 
-def test_sign_attributes_checked_eagerly_and_under_jit():
+def test_sign_attributes_checked_eagerly():
+    """(The traced check shares its code: test_gp_positive_parameters_checked_...)."""
     x, lam = cp.Variable(2), cp.Parameter(nonneg=True, name="lam")
-    layer = CvxpyLayer(cp.Problem(cp.Minimize(cp.sum_squares(x - 1) + lam * cp.norm1(x))), [lam], [x])
+    layer = CvxpyLayer(
+        cp.Problem(cp.Minimize(cp.sum_squares(x - 1) + lam * cp.norm1(x))), [lam], [x]
+    )
     with pytest.raises(ValueError, match="'lam' is nonneg, but its value has negative"):
         layer(-1.0)
-    with pytest.raises(jax.errors.JaxRuntimeError, match="'lam' is nonneg, but its value"):
-        jax.block_until_ready(jax.jit(layer)(-1.0))
-    np.testing.assert_allclose(jax.jit(layer)(0.5)[0], [0.75, 0.75], atol=1e-7)
 
 
 def test_cvxpylayers_constructor_arguments(small_qp):
@@ -355,9 +357,10 @@ def test_cvxpylayers_constructor_arguments(small_qp):
     for name in ("DIFFCP", "MOREAU", "CUCLARABEL", "MPAX"):  # cvxpylayers' backends: automatic
         layer = CvxpyLayer(problem, [b], [x], solver=name)
         assert isinstance(layer.solver, cvxjax.solvers.Auto)
-    np.testing.assert_allclose(layer(value)[0], [1.0, 0.0], atol=1e-7)
     verbose = CvxpyLayer(problem, [b], [x], verbose=True)
-    assert verbose.solver_args == {"verbose": True} and verbose.solver_for(jnp.float64) == "CLARABEL"
+    assert (
+        verbose.solver_args == {"verbose": True} and verbose.solver_for(jnp.float64) == "CLARABEL"
+    )
     scipy_backend = CvxpyLayer(problem, [b], [x], canon_backend="SCIPY")
     np.testing.assert_allclose(scipy_backend(value)[0], [1.0, 0.0], atol=1e-7)
     with pytest.raises(ValueError, match="Unknown solver 'GUROBI'.*MOREAU"):

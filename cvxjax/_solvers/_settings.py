@@ -79,7 +79,9 @@ def check_settings(solver_name: str, spec: Optional[SettingsSpec], settings) -> 
             close = difflib.get_close_matches(key, sorted(names | set(spec.aliases)), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             accepted = ", ".join(sorted(names))
-            aliases = ", ".join(sorted(k for k, a in spec.aliases.items() if not isinstance(a, str)))
+            aliases = ", ".join(
+                sorted(k for k, a in spec.aliases.items() if not isinstance(a, str))
+            )
             raise ValueError(
                 f"solver_args: unknown option {key!r} for solver {solver_name}.{hint} "
                 f"{solver_name} accepts: {accepted}"

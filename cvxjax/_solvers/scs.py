@@ -14,8 +14,8 @@ import dataclasses
 import numpy as np
 
 from .._errors import Status
-from ._base import ALL_CONES
 from . import _settings
+from ._base import ALL_CONES
 from ._host import HostSolution, HostSolver
 
 
