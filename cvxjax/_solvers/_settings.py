@@ -147,6 +147,7 @@ CLARABEL = SettingsSpec(
     aliases={
         # diffcp/SCS: one tolerance for primal, dual residuals and gap.
         "eps": _set("tol_gap_abs", "tol_gap_rel", "tol_feas"),
+        "tol": _set("tol_gap_abs", "tol_gap_rel", "tol_feas"),  # Moreau's and cvxjax JAX's
         "eps_abs": _set("tol_gap_abs", "tol_feas"),
         "eps_rel": _set("tol_gap_rel"),
         "max_iters": _set("max_iter"),
@@ -184,7 +185,11 @@ _SCS_NAMES = frozenset(
 
 SCS = SettingsSpec(
     names=lambda: _SCS_NAMES,
-    aliases={"eps": _set("eps_abs", "eps_rel"), "max_iter": _set("max_iters")},
+    aliases={
+        "eps": _set("eps_abs", "eps_rel"),
+        "tol": _set("eps_abs", "eps_rel"),
+        "max_iter": _set("max_iters"),
+    },
     doc="https://www.cvxgrp.org/scs/api/settings.html",
 )
 
@@ -204,6 +209,7 @@ OSQP = SettingsSpec(
     names=osqp_names,
     aliases={
         "eps": _set("eps_abs", "eps_rel"),
+        "tol": _set("eps_abs", "eps_rel"),
         "max_iters": _set("max_iter"),
         "polish": _set("polishing"),
         "acceleration_lookback": _NO_ACCELERATION,
