@@ -20,6 +20,7 @@ from ._canonicalize import canonicalize, canonicalize_geometric
 from ._errors import raise_if_failed
 from ._program import SparseProgram
 from ._reduce import NoReduction, elimination_for
+from ._sharding import batch_mesh, shard_batch
 from ._solution_map import Solution, make_solution_map
 from ._solvers._base import freeze
 from ._solvers._registry import check_cones, resolve
@@ -77,6 +78,10 @@ class CvxpyLayer:
         system (an (n+m)² float64 matrix of 3000² is 72 MB and factors in well under a second
         on one core); larger ones the sparse path (Krylov solves on the sparsity pattern).
         A dense-form solver (``"JAX"``) always takes the dense path.
+      mesh: a ``jax.sharding.Mesh`` whose devices share a batch: each device solves its own
+        slice of the batch (``shard_map``; see ``docs/concepts/sharding.md``). Default: the
+        mesh set with ``jax.set_mesh``, or the ``NamedSharding`` of a batched parameter value
+        (eager arrays, or explicitly sharded types under ``jit``); one device otherwise.
 
     Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
     s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
@@ -101,6 +106,7 @@ class CvxpyLayer:
         max_workers: Optional[int] = None,
         refine: Optional[int] = None,
         dense_limit: int = DEFAULT_DENSE_LIMIT,
+        mesh: Optional[jax.sharding.Mesh] = None,
         gp: bool = False,
         verbose: bool = False,
         canon_backend: Optional[str] = None,
@@ -128,6 +134,7 @@ class CvxpyLayer:
         # before solving and differentiating.
         self._reduction = elimination_for(self.canonical) if dense else NoReduction(structure)
         self.refine_steps = None if refine is None else int(refine)
+        self.mesh = mesh
         self._workspaces = {}
         self._cache = {}
         self._lock = threading.Lock()
@@ -196,7 +203,10 @@ class CvxpyLayer:
         # Eager calls raise after the compiled call returns; under the user's trace the
         # compiled program itself must raise (raise_if_failed handles both).
         raise_inside = self.on_failure == "raise" and traced
-        run = self._compiled(solver, tuple(batch_axes), freeze(options), raise_inside, dtype)
+        sharding = batch_mesh(self.mesh, arrays, batch_axes)
+        run = self._compiled(
+            solver, tuple(batch_axes), freeze(options), raise_inside, dtype, sharding
+        )
         outputs, info = run(*arrays)
         if self.on_failure == "raise" and not traced:
             raise_if_failed(solver.name, info.status)
@@ -238,7 +248,7 @@ class CvxpyLayer:
                 self._workspaces[solver] = solver.init(form or self.canonical.structure)
             return self._workspaces[solver]
 
-    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype):
+    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype, sharding=None):
         """The jitted solve for one calling convention, built once and cached.
 
         Caching matters for eager calls: without it every call would re-trace the residual,
@@ -248,7 +258,7 @@ class CvxpyLayer:
         check_tol = self.check_tol
         if check_tol is None:
             check_tol = solver.default_check_tol(dtype)
-        key = (solver, batch_axes, settings, raise_inside, check_tol)
+        key = (solver, batch_axes, settings, raise_inside, check_tol, sharding)
         with self._lock:
             run = self._cache.get(key)
         if run is not None:
@@ -272,10 +282,17 @@ class CvxpyLayer:
             solve_all = solve_one
         else:
             solve_all = jax.vmap(solve_one, in_axes=list(batch_axes))
+            if sharding is not None:
+                check = None
+                if raise_inside:
+                    check = lambda result, offset: raise_if_failed(
+                        solver.name, result[1].status, offset
+                    )
+                solve_all = shard_batch(solve_all, *sharding, batch_axes, check)
 
         def checked(*vals):
             outputs, info = solve_all(*vals)
-            if raise_inside:
+            if raise_inside and sharding is None:
                 raise_if_failed(solver.name, info.status)
             return outputs, info
 
