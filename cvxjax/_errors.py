@@ -60,8 +60,11 @@ class SolverError(RuntimeError):
         self.solver = solver
 
 
-def solver_error(solver_name: str, status, batch_shape=()) -> SolverError:
-    """A :class:`SolverError` describing the first failed problem of a status array."""
+def solver_error(solver_name: str, status, batch_shape=(), offset=None) -> SolverError:
+    """A :class:`SolverError` describing the first failed problem of a status array.
+
+    ``offset``: the batch index of ``status[0]`` when ``status`` is one device's shard of a
+    batch (the count of failures is then the shard's)."""
     status = np.asarray(status).reshape(-1)
     failed = np.flatnonzero(status)
     first = int(failed[0])
@@ -70,8 +73,14 @@ def solver_error(solver_name: str, status, batch_shape=()) -> SolverError:
     index = None
     if batch_shape:
         index = np.unravel_index(first, batch_shape)
-        index = int(index[0]) if len(index) == 1 else tuple(int(i) for i in index)
-        where = f" for batch element {index} ({failed.size} of {status.size} problems failed)"
+        shift = 0 if offset is None else int(offset)
+        index = int(index[0]) + shift if len(index) == 1 else tuple(int(i) for i in index)
+        if offset is None:
+            counted = f"{failed.size} of {status.size} problems failed"
+        else:
+            last = int(offset) + status.size - 1
+            counted = f"{failed.size} of elements {int(offset)}..{last} failed"
+        where = f" for batch element {index} ({counted})"
     return SolverError(
         f"cvxjax.SolverError: {solver_name} failed{where}: {code.name}: {code.describe()}.",
         status=code,
@@ -80,7 +89,7 @@ def solver_error(solver_name: str, status, batch_shape=()) -> SolverError:
     )
 
 
-def raise_if_failed(solver_name: str, status) -> None:
+def raise_if_failed(solver_name: str, status, offset=None) -> None:
     """The one place where a failed status becomes a :class:`SolverError`.
 
     ``status`` is an int array of :class:`Status` codes with the batch's shape. Concrete (an
@@ -96,6 +105,9 @@ def raise_if_failed(solver_name: str, status) -> None:
     unconditional ``jax.debug.callback`` cost ~0.2 ms per call, more than a small QP solve.
     (Under an enclosing ``vmap`` the cond becomes a select and the callback runs every time,
     with the batched status; still correct.)
+
+    ``offset`` (traced, on a sharded batch): the batch index of this device's first element;
+    each device then checks its own shard, so no status is gathered across devices.
     """
     if not isinstance(status, jax.core.Tracer):
         status = np.asarray(status)
@@ -103,13 +115,16 @@ def raise_if_failed(solver_name: str, status) -> None:
             raise solver_error(solver_name, status, status.shape)
         return
 
-    def throw(status):
+    def throw(status, offset):
         status = np.asarray(status)
         if np.any(status != Status.SOLVED):
-            raise solver_error(solver_name, status, status.shape)
+            shard_offset = None if int(offset) < 0 else int(offset)
+            raise solver_error(solver_name, status, status.shape, shard_offset)
 
+    # -1: not a shard (a traced offset cannot be None).
+    offset = jnp.full((), -1, jnp.int32) if offset is None else offset
     jax.lax.cond(
         jnp.any(status != Status.SOLVED),
-        lambda: jax.debug.callback(throw, status),
+        lambda: jax.debug.callback(throw, status, offset),
         lambda: None,
     )

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._canonicalize import canonicalize
+from ._canonicalize import canonicalize, canonicalize_geometric
 from ._errors import raise_if_failed
 from ._program import SparseProgram
 from ._reduce import NoReduction, elimination_for
+from ._sharding import batch_mesh, shard_batch
 from ._solution_map import Solution, WarmStart, make_solution_map
 from ._solvers._base import freeze
 from ._solvers._registry import check_cones, resolve
@@ -77,6 +78,10 @@ class CvxpyLayer:
         system (an (n+m)² float64 matrix of 3000² is 72 MB and factors in well under a second
         on one core); larger ones the sparse path (Krylov solves on the sparsity pattern).
         A dense-form solver (``"JAX"``) always takes the dense path.
+      mesh: a ``jax.sharding.Mesh`` whose devices share a batch: each device solves its own
+        slice of the batch (``shard_map``; see ``docs/concepts/sharding.md``). Default: the
+        mesh set with ``jax.set_mesh``, or the ``NamedSharding`` of a batched parameter value
+        (eager arrays, or explicitly sharded types under ``jit``); one device otherwise.
 
     Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
     s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
@@ -101,17 +106,27 @@ class CvxpyLayer:
         max_workers: Optional[int] = None,
         refine: Optional[int] = None,
         dense_limit: int = DEFAULT_DENSE_LIMIT,
+        mesh: Optional[jax.sharding.Mesh] = None,
+        gp: bool = False,
+        verbose: bool = False,
+        canon_backend: Optional[str] = None,
     ):
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
         self.problem = problem
         self.parameters = tuple(parameters)
         self.variables = tuple(variables)
-        self.canonical = canonicalize(problem, self.parameters, self.variables)
+        self.gp = bool(gp)
+        compile_problem = canonicalize_geometric if self.gp else canonicalize
+        self.canonical = compile_problem(
+            problem, self.parameters, self.variables, canon_backend=canon_backend
+        )
         structure = self.canonical.structure
         self.solver = resolve(solver, max_workers)
         check_cones(self.solver, structure.cones)
         self.solver_args = dict(solver_args or {})
+        if verbose:
+            self.solver_args.setdefault("verbose", True)
         self.on_failure = on_failure
         self.check_tol = None if check_tol is None else float(check_tol)
         dense = self.solver.data_form == "dense" or structure.n + structure.m <= dense_limit
@@ -119,9 +134,13 @@ class CvxpyLayer:
         # before solving and differentiating.
         self._reduction = elimination_for(self.canonical) if dense else NoReduction(structure)
         self.refine_steps = None if refine is None else int(refine)
+        self.mesh = mesh
         self._workspaces = {}
         self._cache = {}
         self._lock = threading.Lock()
+        # Unknown or misspelled options fail here, not at the first call.
+        default_dtype = jnp.result_type(float)
+        self._options(self._select(default_dtype, self.solver_args), self.solver_args)
 
     @property
     def _elimination(self):
@@ -136,10 +155,10 @@ class CvxpyLayer:
                 f"Expected {len(self.parameters)} parameter values ({names}), got {len(values)}."
             )
         arrays, batch_axes, batch_size = [], [], None
-        for param, value in zip(self.parameters, values):
-            array = value if isinstance(value, jax.Array) else jnp.asarray(value)
-            if not jnp.issubdtype(array.dtype, jnp.inexact):
-                array = array.astype(jnp.result_type(float))
+        # A geometric program sees log θ for its positive parameters.
+        positive = self.canonical.log_parameters if self.gp else (False,) * len(values)
+        for param, value, must_be_positive in zip(self.parameters, values, positive):
+            array = _as_array(param, value)
             shape = tuple(param.shape)
             if tuple(array.shape) == shape:
                 batch_axes.append(None)
@@ -156,7 +175,7 @@ class CvxpyLayer:
                     f"Parameter {param.name()!r} expects shape {shape} (or (batch,) + {shape}), "
                     f"got {tuple(array.shape)}."
                 )
-            _check_attributes(param, array)
+            _check_attributes(param, array, must_be_positive)
             arrays.append(array)
         return arrays, batch_axes, batch_size
 
@@ -187,6 +206,7 @@ class CvxpyLayer:
         traced = any(isinstance(a, jax.core.Tracer) for a in arrays)
         settings = {**self.solver_args, **(solver_args or {})}
         solver = self._select(dtype, settings)
+        options = self._options(solver, settings)  # eager: a bad option raises before tracing
         if jnp.dtype(dtype).name not in solver.dtypes:
             raise ValueError(
                 f"Solver {solver.name} takes parameter values of dtype "
@@ -196,8 +216,12 @@ class CvxpyLayer:
         # compiled program itself must raise (raise_if_failed handles both).
         raise_inside = self.on_failure == "raise" and traced
         warm, warm_axis = self._warm_start(warm_start, solver, batch_size, dtype)
-        key = (solver, tuple(batch_axes), freeze(settings), raise_inside, dtype, warm_axis)
-        run = self._compiled(*key)
+        # A warm-started call is not sharded over the mesh (its start would need the same
+        # sharding); it runs as an ordinary vmapped batch.
+        sharding = None if warm is not None else batch_mesh(self.mesh, arrays, batch_axes)
+        run = self._compiled(
+            solver, tuple(batch_axes), freeze(options), raise_inside, dtype, sharding, warm_axis
+        )
         outputs, info = run(*arrays) if warm is None else run(*arrays, warm)
         if self.on_failure == "raise" and not traced:
             raise_if_failed(solver.name, info.status)
@@ -263,6 +287,11 @@ class CvxpyLayer:
         dense_shape = None if self._elimination is None else self._reduction.shape
         return self.solver.select(self.canonical.structure, dense_shape, dtype, settings)
 
+    def _options(self, solver, settings) -> dict:
+        """The solver's options for a call: its own settings merged with ``settings``,
+        validated and translated to its own names (cvxjax._solvers._settings)."""
+        return solver.check_settings(settings, self.canonical.structure.cones)
+
     def _refine_steps(self, solver) -> int:
         """``refine``, or by default one Newton step where interior-point accuracy is limited
         (second-order, PSD, exponential, power cones); none for QPs (polished OSQP and
@@ -281,7 +310,9 @@ class CvxpyLayer:
                 self._workspaces[solver] = solver.init(form or self.canonical.structure)
             return self._workspaces[solver]
 
-    def _compiled(self, solver, batch_axes, settings, raise_inside, dtype, warm_axis="absent"):
+    def _compiled(
+        self, solver, batch_axes, settings, raise_inside, dtype, sharding=None, warm_axis="absent"
+    ):
         """The jitted solve for one calling convention, built once and cached.
 
         Caching matters for eager calls: without it every call would re-trace the residual,
@@ -291,7 +322,7 @@ class CvxpyLayer:
         check_tol = self.check_tol
         if check_tol is None:
             check_tol = solver.default_check_tol(dtype)
-        key = (solver, batch_axes, settings, raise_inside, check_tol, warm_axis)
+        key = (solver, batch_axes, settings, raise_inside, check_tol, sharding, warm_axis)
         with self._lock:
             run = self._cache.get(key)
         if run is not None:
@@ -300,7 +331,7 @@ class CvxpyLayer:
             solver,
             self._workspace(solver),
             self._reduction,
-            settings=solver.merged_settings(dict(settings)),
+            settings=dict(settings),  # already merged and checked (_options)
             check_tol=check_tol,
             refine_steps=self._refine_steps(solver),
         )
@@ -320,10 +351,17 @@ class CvxpyLayer:
         else:
             in_axes = list(batch_axes) + ([warm_axis] if warm_given else [])
             solve_all = jax.vmap(solve_one, in_axes=in_axes)
+            if sharding is not None:
+                check = None
+                if raise_inside:
+                    check = lambda result, offset: raise_if_failed(
+                        solver.name, result[1].status, offset
+                    )
+                solve_all = shard_batch(solve_all, *sharding, batch_axes, check)
 
         def checked(*vals):
             outputs, info = solve_all(*vals)
-            if raise_inside:
+            if raise_inside and sharding is None:
                 raise_if_failed(solver.name, info.status)
             return outputs, info
 
@@ -333,22 +371,71 @@ class CvxpyLayer:
         return run
 
 
-def _check_attributes(param, array):
-    """Check value-dependent attributes (symmetry, sign) when the value is concrete."""
-    if isinstance(array, jax.core.Tracer):
-        return
-    value = np.asarray(array)
-    attrs = param.attributes
-    if attrs.get("symmetric") or attrs.get("PSD") or attrs.get("NSD"):
-        if not np.allclose(value, np.swapaxes(value, -1, -2), rtol=1e-6, atol=1e-8):
+def _as_array(param, value):
+    """A parameter value as a floating JAX array, or a ValueError naming the parameter."""
+    if value is None:
+        raise ValueError(
+            f"Parameter {param.name()!r} got None; pass an array of shape {tuple(param.shape)} "
+            f"(or (batch,) + {tuple(param.shape)})."
+        )
+    try:
+        array = value if isinstance(value, jax.Array) else jnp.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"Parameter {param.name()!r} got a value of type {type(value).__name__} that is not "
+            f"a numeric array: {err}"
+        ) from None
+    if jnp.issubdtype(array.dtype, jnp.complexfloating):
+        raise ValueError(f"Parameter {param.name()!r} got a complex value; it must be real.")
+    if not jnp.issubdtype(array.dtype, jnp.inexact):
+        if not (jnp.issubdtype(array.dtype, jnp.integer) or array.dtype == jnp.bool_):
             raise ValueError(
-                f"Parameter {param.name()!r} is symmetric, but its value is not symmetric."
+                f"Parameter {param.name()!r} got a value of dtype {array.dtype}, not a number."
             )
-    if attrs.get("nonneg") and np.any(value < 0):
-        raise ValueError(
-            f"Parameter {param.name()!r} is nonneg, but its value has negative entries."
-        )
-    if attrs.get("nonpos") and np.any(value > 0):
-        raise ValueError(
-            f"Parameter {param.name()!r} is nonpos, but its value has positive entries."
-        )
+        array = array.astype(jnp.result_type(float))
+    return array
+
+
+# Sign attributes and the test a value must pass (symmetry is not tested: see _check_attributes).
+_SIGN_CHECKS = {
+    "nonneg": ("has negative entries", lambda v: v >= 0),
+    "nonpos": ("has positive entries", lambda v: v <= 0),
+    "pos": ("has entries that are not positive", lambda v: v > 0),
+    "neg": ("has entries that are not negative", lambda v: v < 0),
+}
+
+
+def _check_attributes(param, array, positive=False):
+    """Check the sign attributes of a value, eagerly or (traced) when the compiled program runs.
+
+    ``nonneg``, ``nonpos``, ``pos``, ``neg`` (and ``positive``: a positive parameter of a
+    geometric program, which enters as its logarithm) are checked on concrete values with a
+    ``ValueError``, and inside a trace by a host callback that raises the same message, which
+    JAX re-raises as ``jax.errors.JaxRuntimeError`` (as :func:`raise_if_failed` does).
+
+    Symmetric / PSD / NSD parameters are not checked: their values are used through their
+    symmetric part (Θ + Θᵀ)/2, eagerly and under ``jit`` alike (``CanonicalProblem.data``),
+    so the gradient is the symmetric one and any perturbation of Θ is a valid input.
+    Positive semidefiniteness is not checked either (an eigenvalue test per call).
+    """
+    checks = [(a, *_SIGN_CHECKS[a]) for a in _SIGN_CHECKS if param.attributes.get(a)]
+    if positive and not param.attributes.get("pos"):
+        checks.append(("pos", *_SIGN_CHECKS["pos"]))
+    for attr, what, ok in checks:
+        message = f"Parameter {param.name()!r} is {attr}, but its value {what}."
+        if attr == "pos" and positive:
+            message = (
+                f"Parameter {param.name()!r} of a geometric program (gp=True) must be "
+                f"positive (it enters as its logarithm), but its value {what}."
+            )
+        if not isinstance(array, jax.core.Tracer):
+            if not np.all(ok(np.asarray(array))):
+                raise ValueError(message)
+            continue
+
+        def throw(bad, message=message):
+            if np.any(bad):
+                raise ValueError(message)
+
+        bad = jnp.any(~ok(array))
+        jax.lax.cond(bad, lambda bad=bad, throw=throw: jax.debug.callback(throw, bad), lambda: None)

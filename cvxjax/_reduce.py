@@ -260,10 +260,15 @@ def expand(elim: Elimination, blk: Blocks, x_kept: jax.Array, y_kept: jax.Array)
     pivots = jnp.asarray(elim.pivots, x_kept.dtype)
     x_elim = blk.M @ x_kept + blk.c
     # Stationarity of the eliminated columns: (Px + q)_T + A[R, T]ᵀ y_R + a ⊙ y_E = 0.
-    gradient_T = blk.P_KT.T @ x_kept + blk.P_TT @ x_elim + blk.q_T + blk.A_RT.T @ y_kept
+    gradient_T = blk.P_KT.T @ x_kept + blk.P_TT @ x_elim + blk.q_T
+    if y_kept.shape[-1]:
+        # y_kept is left out when no rows remain (an unconstrained least squares): for a
+        # host solver's vmapped answer, reverse mode gave its empty cotangent the batch size
+        # as its one axis, and dot_general / concatenate rejected it.
+        gradient_T = gradient_T + blk.A_RT.T @ y_kept
     y_elim = -gradient_T / pivots
     x = jnp.concatenate([x_kept, x_elim])[elim.col_position]
-    y = jnp.concatenate([y_kept, y_elim])[elim.row_position]
+    y = (jnp.concatenate([y_kept, y_elim]) if y_kept.shape[-1] else y_elim)[elim.row_position]
     return x, y
 
 

@@ -6,6 +6,7 @@ How the data map is derived is in :mod:`._problem_data`, how outputs are recover
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.utilities import scopes
 
 from .._program import ProgramData, ProgramStructure
 from ._linear_map import _LinearMap
@@ -168,6 +170,7 @@ def canonicalize(
     problem: cp.Problem,
     parameters: Sequence[cp.Parameter],
     outputs: Sequence[cp.Variable],
+    canon_backend: str | None = None,
 ) -> CanonicalProblem:
     """Compile ``problem`` into a :class:`CanonicalProblem`.
 
@@ -177,6 +180,8 @@ def canonicalize(
       outputs: variables of the problem and/or dual variables of its constraints
         (``constraint.dual_variables[k]``; e.g. ``constraint.dual_variables[0]`` is what
         ``constraint.dual_value`` reports), in the order ``recover`` returns them.
+      canon_backend: CVXPY's canonicalization backend (``None``: CVXPY's default; ``"SCIPY"``,
+        ``"CPP"``, ...), passed to ``problem.get_problem_data``.
 
     Raises:
       ValueError: the problem is not DCP or not DPP, ``parameters`` does not match the
@@ -186,12 +191,18 @@ def canonicalize(
     """
     if not isinstance(problem, cp.Problem):
         raise TypeError(f"expected a cvxpy.Problem, got {type(problem).__name__}")
-    _check_problem(problem)
+    quad_form_scope = _check_problem(problem)
     parameters = _check_parameters(problem, parameters)
     outputs = tuple(outputs)
     output_sources = _resolve_outputs(problem, outputs)
 
-    data, chain, inverse_data = problem.get_problem_data(cp.SCS, enforce_dpp=True)
+    # CVXPY's SCS chain keeps a quadratic objective as P, so inside the quad_form scope a
+    # parametric Q lands in P(θ) like any other parameter (see _check_problem).
+    scope = scopes.quad_form_dpp_scope() if quad_form_scope else contextlib.nullcontext()
+    with scope:
+        data, chain, inverse_data = problem.get_problem_data(
+            cp.SCS, enforce_dpp=True, canon_backend=canon_backend
+        )
     prog = data[cp.settings.PARAM_PROB]
     if any(type(r).__name__ == "Complex2Real" for r in chain.reductions):
         raise NotImplementedError("complex-valued problems are not supported")

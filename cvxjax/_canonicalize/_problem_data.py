@@ -30,6 +30,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from cvxpy.utilities import scopes
 
 from .._program import ConeDims, ProgramStructure
 from ._linear_map import _frozen_index, _LinearMap, _probe_linear_map, _tensor_coo
@@ -43,20 +44,60 @@ _CONSTANT_ID = -1
 _SYMMETRIC_ATTRIBUTES = ("symmetric", "PSD", "NSD")
 
 
-def _check_problem(problem: cp.Problem) -> None:
+def _check_problem(problem: cp.Problem) -> bool:
+    """Raise unless the problem can be compiled; return whether it needs CVXPY's parametric
+    ``quad_form`` scope (a Parameter inside ``cp.quad_form(x, Q)`` in the objective).
+
+    CVXPY 1.9 treats ``quad_form(x, Q)`` with a parameter-affine PSD (NSD) ``Q`` as DPP only
+    inside ``scopes.quad_form_dpp_scope()``, for solvers that take a quadratic objective:
+    then ``Q`` goes into ``P(θ)`` instead of being factored into a second-order cone (which
+    needs its value). Every cvxjax solver takes ``P``, so the scope is always available; it is
+    only entered when the standard rules fail, and only for the objective
+    (``problem.is_dpp(quad_form_dpp="qp")``), as CVXPY itself does.
+    """
     if not problem.is_dcp():
         raise ValueError(
             f"the problem is not DCP (disciplined convex), so it cannot be compiled; see {_DCP_URL}"
         )
+    quad_form_scope = False
     if not problem.is_dpp():
-        raise ValueError(
-            "the problem is DCP but not DPP (disciplined parametrized programming): its data "
-            "must be affine in the parameters (e.g. no products of two parameter-dependent "
-            "expressions, parameters must not enter nonlinear atoms of constants). Rewrite it "
-            f"following the rules at {_DPP_URL}"
-        )
+        if problem.is_dpp(quad_form_dpp="qp"):
+            quad_form_scope = True
+        elif _objective_dpp_in_scope(problem) or _constraints_dpp_in_scope(problem):
+            raise ValueError(
+                "the problem is DCP but not DPP: cp.quad_form(x, Q) with a Parameter in Q is "
+                "supported in the objective only (CVXPY canonicalizes a constraint "
+                "quad_form(x, Q) <= t through a factorization of Q's value). In a constraint "
+                "write it with a parametrized factor instead: cp.sum_squares(L @ x) <= t with "
+                "L a Parameter and Q = LᵀL"
+            )
+        else:
+            raise ValueError(
+                "the problem is DCP but not DPP (disciplined parametrized programming): its "
+                "data must be affine in the parameters (e.g. no products of two "
+                "parameter-dependent expressions such as alpha * Q or Q @ Q, parameters must "
+                "not enter nonlinear atoms of constants, and in cp.quad_form(x, Q) the x "
+                "argument must be parameter-free and Q affine in the parameters with a PSD or "
+                f"NSD attribute). Rewrite it following the rules at {_DPP_URL}"
+            )
     if problem.is_mixed_integer():
         raise NotImplementedError("mixed-integer problems are not supported")
+    return quad_form_scope
+
+
+def _objective_dpp_in_scope(problem: cp.Problem) -> bool:
+    with scopes.quad_form_dpp_scope():
+        return bool(problem.objective.is_dcp(dpp=True))
+
+
+def _constraints_dpp_in_scope(problem: cp.Problem) -> bool:
+    """Whether the constraints are DPP once parametric quad_form is allowed, while they are
+    not without it: then a parametric quad_form sits in a constraint."""
+    plain = all(c.is_dcp(dpp=True) for c in problem.constraints)
+    if plain:
+        return False
+    with scopes.quad_form_dpp_scope():
+        return all(c.is_dcp(dpp=True) for c in problem.constraints)
 
 
 def _check_parameters(problem: cp.Problem, parameters) -> tuple[cp.Parameter, ...]:

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Mapping, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ._settings import check_settings as _check_settings
+
 ALL_CONES = frozenset({"zero", "nonneg", "soc", "psd", "exp", "pow"})
 
 
@@ -122,6 +124,19 @@ class AbstractSolver(abc.ABC):
 
     def merged_settings(self, extra: Optional[Mapping[str, Any]]) -> dict:
         return {**dict(self.settings), **dict(extra or {})}
+
+    def settings_spec(self, cones):
+        """The options this solver accepts for programs with these cones, as a
+        :class:`cvxjax._solvers._settings.SettingsSpec`; ``None`` (the default, for solvers
+        defined outside cvxjax) accepts any options unchecked."""
+        del cones
+        return None
+
+    def check_settings(self, extra: Optional[Mapping[str, Any]], cones) -> dict:
+        """``self.settings`` merged with ``extra``, validated and translated to the solver's
+        own option names (cvxpylayers' ``eps``, ``max_iters``, ... included). Raises one
+        ``ValueError`` naming an unknown option and listing the accepted ones."""
+        return _check_settings(self.name, self.settings_spec(cones), self.merged_settings(extra))
 
 
 def freeze(settings: Optional[Mapping[str, Any]]) -> tuple:

@@ -15,6 +15,12 @@ from .scs import SCS
 # gets the layer's whole contract test suite (tests/test_solver_contract.py).
 SOLVERS: dict[str, type[AbstractSolver]] = {cls.name: cls for cls in (Clarabel, SCS, OSQP, Jax)}
 
+# cvxpylayers' backends. Code written for cvxpylayers names one of them (a parametrized
+# quad_form needs MOREAU, CUCLARABEL or MPAX there); cvxjax differentiates its own solvers, so
+# each of these names means the automatic choice (the accurate host interior point, or the
+# pure-JAX solver where it measured faster; on an accelerator the latter for every cone).
+CVXPYLAYERS_SOLVERS = frozenset({"DIFFCP", "MOREAU", "CUCLARABEL", "MPAX"})
+
 CONE_NAMES = {
     "zero": "zero cone (equality constraints)",
     "nonneg": "nonnegative cone (inequality constraints)",
@@ -40,8 +46,13 @@ def resolve(solver, max_workers=None) -> AbstractSolver:
     if solver is None:
         return Auto(**host)
     name = str(solver).upper()
+    if name in CVXPYLAYERS_SOLVERS:
+        return Auto(**host)
     if name not in SOLVERS:
-        raise ValueError(f"Unknown solver {solver!r}; choose one of {sorted(SOLVERS)} or None.")
+        raise ValueError(
+            f"Unknown solver {solver!r}; choose one of {sorted(SOLVERS)} or None (automatic; "
+            f"cvxpylayers' names {', '.join(sorted(CVXPYLAYERS_SOLVERS))} mean the same)."
+        )
     cls = SOLVERS[name]
     fields = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in host.items() if k in fields})

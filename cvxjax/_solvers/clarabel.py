@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import Status
+from . import _settings
 from ._base import ALL_CONES
 from ._host import (
     CscPattern,
@@ -47,6 +48,9 @@ class Clarabel(HostSolver):
         tol_ktratio=1e-8,
         max_iter=200,
     )
+
+    def settings_spec(self, cones):
+        return _settings.CLARABEL
 
     def setup(self, prepared):
         structure = prepared.structure

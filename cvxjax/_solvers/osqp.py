@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from .._errors import Status
+from . import _settings
 from ._host import NO_SOLUTION, HostSolution, HostSolver
 
 
@@ -42,6 +43,9 @@ class OSQP(HostSolver):
         # of its arguments; a start is given explicitly (warm_start=).
         warm_starting=False,
     )
+
+    def settings_spec(self, cones):
+        return _settings.OSQP
 
     def setup(self, prepared):
         return threading.local()  # one OSQP workspace per host thread

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._errors import Status
 from .._program import DenseProgram
+from . import _settings
 from ._base import ALL_CONES, AbstractSolver, RawSolution
 from ._conic_admm import solve_conic
 from ._qp_ipm import solve_qp
@@ -64,6 +65,9 @@ class Jax(AbstractSolver):
     supported_cones = ALL_CONES
     data_form = "dense"
     polishes = True  # its conic answers come out of Newton steps on F already
+
+    def settings_spec(self, cones):
+        return _settings.jax_spec(cones.is_qp)
 
     def init(self, structure):
         return structure.cones  # static: the method (interior point or ADMM) and the cones

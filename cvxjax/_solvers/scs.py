@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from .._errors import Status
+from . import _settings
 from ._base import ALL_CONES
 from ._host import HostSolution, HostSolver
 
@@ -27,6 +28,9 @@ class SCS(HostSolver):
     # SCS's defaults (1e-4) are far too loose for derivatives; 1e-9 with acceleration usually
     # converges on small and medium problems. The layer's residual check catches the rest.
     default_settings = dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=100_000, verbose=False)
+
+    def settings_spec(self, cones):
+        return _settings.SCS
 
     def setup(self, prepared):
         c = prepared.structure.cones
