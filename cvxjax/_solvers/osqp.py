@@ -71,6 +71,12 @@ class OSQP(HostSolver):
                 Px=prepared.P_upper.values_in_csc_order(P[prepared.upper_mask]),
                 Ax=prepared.A.values_in_csc_order(A),
             )
+            # The workspace remembers its last solve twice over: OSQP keeps the rho it adapted,
+            # and an explicit warm start switches ``warm_starting`` on for later solves.
+            # Both reset, a call depends on its arguments only, not on what this thread did.
+            solver.update_settings(
+                rho=settings.get("rho", _DEFAULT_RHO), warm_starting=warm_start is not None
+            )
         if warm_start is not None:
             solver.warm_start(x=warm_start.x, y=warm_start.y)
         result = solver.solve(raise_error=False)
@@ -82,6 +88,9 @@ class OSQP(HostSolver):
         s = b - prepared.A.matrix(A) @ x
         s[:zero] = 0.0
         return HostSolution(x, y, s, status, result.info.iter)
+
+
+_DEFAULT_RHO = 0.1  # OSQP's default initial rho
 
 
 def _status_table():
