@@ -9,6 +9,8 @@ from . import dfl as dfl
 from . import linear_solve as linear_solve
 from . import optimality as optimality
 from . import solvers as solvers
+from ._errors import DegenerateDerivativeError as DegenerateDerivativeError
+from ._errors import DegenerateDerivativeWarning as DegenerateDerivativeWarning
 from ._errors import SolverError as SolverError
 from ._errors import Status as Status
 from ._implicit import custom_fixed_point as custom_fixed_point

@@ -128,3 +128,22 @@ def raise_if_failed(solver_name: str, status, offset=None) -> None:
         lambda: jax.debug.callback(throw, status, offset),
         lambda: None,
     )
+
+
+class DegenerateDerivativeError(ArithmeticError):
+    """The implicit linear system of a derivative has no solution to working accuracy.
+
+    Raised (with ``on_degenerate="raise"``) when the least-squares solution of
+    ``J dz = r`` (forward mode) or ``Jᵀu = z̄`` (reverse mode) leaves a relative residual
+    above the layer's ``degenerate_tol``: the solution is at a kink of the solution map
+    and the requested derivative does not exist there (see ``docs/concepts/degenerate-points.md``).
+    Inside ``jax.jit`` JAX re-raises it as a ``jax.errors.JaxRuntimeError`` carrying this
+    message, as for [`SolverError`][cvxjax.SolverError].
+    """
+
+
+class DegenerateDerivativeWarning(UserWarning):
+    """The warning issued instead of [`DegenerateDerivativeError`][cvxjax.DegenerateDerivativeError]
+    under the default ``on_degenerate="warn"``: the derivative returned is the
+    minimum-norm least-squares one, which does not satisfy the linearized optimality
+    conditions."""

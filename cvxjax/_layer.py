@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._canonicalize import canonicalize, canonicalize_geometric
+from ._degenerate import POLICIES as DEGENERATE_POLICIES
 from ._errors import raise_if_failed
 from ._program import SparseProgram
 from ._reduce import NoReduction, elimination_for
@@ -24,6 +25,7 @@ from ._sharding import batch_mesh, shard_batch
 from ._solution_map import Solution, WarmStart, make_solution_map
 from ._solvers._base import freeze
 from ._solvers._registry import check_cones, resolve
+from ._solvers.fallback import FallbackWorkspace, WithFallback
 
 # Dense path (presolve + dense LU for the implicit system) up to this many unknowns n + m.
 DEFAULT_DENSE_LIMIT = 3000
@@ -83,6 +85,19 @@ class CvxpyLayer:
         mesh set with ``jax.set_mesh``, or the ``NamedSharding`` of a batched parameter value
         (eager arrays, or explicitly sharded types under ``jit``); one device otherwise.
 
+      on_degenerate: what a derivative does where it does not exist: where the linearized
+        optimality conditions (the implicit system ``J dz = r``, or ``Jᵀu = z̄`` in reverse
+        mode) have no solution to ``degenerate_tol``, i.e. the solution sits at a kink of the
+        solution map. ``"warn"`` (default) returns the least-squares derivative with a
+        [`cvxjax.DegenerateDerivativeWarning`][cvxjax.DegenerateDerivativeWarning];
+        ``"raise"`` raises [`cvxjax.DegenerateDerivativeError`][cvxjax.DegenerateDerivativeError];
+        ``"nan"`` makes that problem's derivative NaN; ``"ignore"`` returns it silently. A
+        singular but consistent system (non-unique duals, CVXPY's auxiliary variables) is
+        not degenerate in this sense: its minimum-norm solution is exact. See
+        ``docs/concepts/degenerate-points.md``.
+      degenerate_tol: largest accepted relative residual of that solve (default 1e-6; 1e-3
+        in float32).
+
     Math: CVXPY canonicalizes the problem once into ``min ½xᵀPx + qᵀx s.t. Ax + s = b,
     s ∈ K`` with (P, q, A, b) an affine function of the parameters. The derivative of the
     solution comes from the implicit function theorem applied to the conic optimality
@@ -110,9 +125,17 @@ class CvxpyLayer:
         gp: bool = False,
         verbose: bool = False,
         canon_backend: Optional[str] = None,
+        on_degenerate: str = "warn",
+        degenerate_tol: Optional[float] = None,
     ):
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
+        if on_degenerate not in DEGENERATE_POLICIES:
+            raise ValueError(
+                f"on_degenerate must be one of {DEGENERATE_POLICIES}, got {on_degenerate!r}."
+            )
+        self.on_degenerate = on_degenerate
+        self.degenerate_tol = None if degenerate_tol is None else float(degenerate_tol)
         self.problem = problem
         self.parameters = tuple(parameters)
         self.variables = tuple(variables)
@@ -185,6 +208,7 @@ class CvxpyLayer:
         *values,
         solver_args: Optional[Mapping[str, Any]] = None,
         warm_start: Optional[Any] = None,
+        diagnose: bool = False,
     ):
         """Like ``__call__`` but returns ``(outputs, Solution)``: a
         [`cvxjax.Solution`][cvxjax.Solution] with per-problem status, iterations and
@@ -199,6 +223,11 @@ class CvxpyLayer:
         are those of a cold start (to the solver's tolerance); only the iteration count
         changes. OSQP, SCS and the JAX solver's ADMM start from the point as it is, the JAX
         interior-point method (QPs) from the point moved into the interior.
+
+        ``diagnose=True``: also measure, per parameter, whether the derivative exists at
+        this solution (``Solution.derivative_residual``; one more implicit linear solve per
+        parameter, in the forward pass). Not needed for the flag itself: every derivative
+        checks its own linear solve (``on_degenerate``).
         """
         arrays, batch_axes, batch_size = self._validate(values)
         dtype = jnp.result_type(*arrays)
@@ -220,7 +249,14 @@ class CvxpyLayer:
         # sharding); it runs as an ordinary vmapped batch.
         sharding = None if warm is not None else batch_mesh(self.mesh, arrays, batch_axes)
         run = self._compiled(
-            solver, tuple(batch_axes), freeze(options), raise_inside, dtype, sharding, warm_axis
+            solver,
+            tuple(batch_axes),
+            freeze(options),
+            raise_inside,
+            dtype,
+            None if diagnose else sharding,
+            warm_axis,
+            bool(diagnose),
         )
         outputs, info = run(*arrays) if warm is None else run(*arrays, warm)
         if self.on_failure == "raise" and not traced:
@@ -304,6 +340,10 @@ class CvxpyLayer:
 
     def _workspace(self, solver):
         """``solver.init`` once per solver the layer runs (cached)."""
+        if isinstance(solver, WithFallback):
+            return FallbackWorkspace(
+                self._workspace(solver.primary), self._workspace(solver.fallback)
+            )
         with self._lock:
             if solver not in self._workspaces:
                 form = self._reduction.shape if solver.data_form == "dense" else None
@@ -311,7 +351,15 @@ class CvxpyLayer:
             return self._workspaces[solver]
 
     def _compiled(
-        self, solver, batch_axes, settings, raise_inside, dtype, sharding=None, warm_axis="absent"
+        self,
+        solver,
+        batch_axes,
+        settings,
+        raise_inside,
+        dtype,
+        sharding=None,
+        warm_axis="absent",
+        diagnose=False,
     ):
         """The jitted solve for one calling convention, built once and cached.
 
@@ -322,7 +370,7 @@ class CvxpyLayer:
         check_tol = self.check_tol
         if check_tol is None:
             check_tol = solver.default_check_tol(dtype)
-        key = (solver, batch_axes, settings, raise_inside, check_tol, sharding, warm_axis)
+        key = (solver, batch_axes, settings, raise_inside, check_tol, sharding, warm_axis, diagnose)
         with self._lock:
             run = self._cache.get(key)
         if run is not None:
@@ -334,6 +382,8 @@ class CvxpyLayer:
             settings=dict(settings),  # already merged and checked (_options)
             check_tol=check_tol,
             refine_steps=self._refine_steps(solver),
+            on_degenerate=self.on_degenerate,
+            degenerate_tol=self.degenerate_tol,
         )
         canonical = self.canonical
 
@@ -343,7 +393,8 @@ class CvxpyLayer:
             # With a warm start it comes last (a WarmStart pytree).
             vals, warm = (vals[:-1], vals[-1]) if warm_given else (vals, None)
             program = SparseProgram(canonical.structure, canonical.data(*vals))
-            (x, y), info = solution_map(program, warm)
+            probes = _probe_directions(canonical, vals) if diagnose else None
+            (x, y), info = solution_map(program, warm, probes)
             return tuple(canonical.recover(x, y)), info
 
         if all(axis is None for axis in batch_axes):
@@ -369,6 +420,20 @@ class CvxpyLayer:
         with self._lock:
             self._cache[key] = run
         return run
+
+
+def _probe_directions(canonical, vals):
+    """For each parameter, the program tangent along a fixed random unit direction of it
+    (the probes of ``Solution.derivative_residual``); seeded, so a call is reproducible."""
+    probes = []
+    for k, value in enumerate(vals):
+        direction = jax.random.normal(jax.random.key(k), jnp.shape(value), jnp.result_type(value))
+        direction = direction / (jnp.linalg.norm(direction) + jnp.finfo(direction.dtype).tiny)
+        tangents = [jnp.zeros_like(v) for v in vals]
+        tangents[k] = direction
+        _, d_data = jax.jvp(canonical.data, tuple(vals), tuple(tangents))
+        probes.append(SparseProgram(canonical.structure, d_data))
+    return tuple(probes)
 
 
 def _as_array(param, value):

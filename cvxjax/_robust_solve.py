@@ -11,28 +11,46 @@ import jax.numpy as jnp
 
 from ._linear_solve import materialize, solve_bicgstab, solve_gmres, solve_normal_cg
 
+# A pivot of LU's U this small relative to the largest marks J as singular to working
+# accuracy. LU with partial pivoting then still returns a finite x with a small residual when
+# the system is consistent, but one with an arbitrary (often huge) component along null(J):
+# on the Maros-Meszaros QP QSHARE2B that component made the gradient 30% wrong. A false
+# alarm (an ill-conditioned but nonsingular J) costs one SVD and gives the same answer.
+_PIVOT_RATIO = 1e-11
+
+# Singular values of J below this fraction of the largest count as zero in the
+# minimum-norm solve. Not eps·n: a solution accurate to the solver's ~1e-9 leaves J's
+# "zero" singular values at about that size (the iterate is 1e-9 away from the degenerate
+# point), and dividing by them is what makes a derivative blow up.
+_RCOND = 1e-9
+
 
 def _solve_with_fallback(J, b):
-    """``J x = b`` by LU; damped least squares when J is (numerically) singular."""
-    x = jnp.linalg.solve(J, b)
+    """``J x = b`` by LU; the minimum-norm least-squares solution when J is singular.
+
+    Falls back when LU is non-finite, leaves a relative residual above ``1e4·eps·len(b)``,
+    or meets a pivot below ``_PIVOT_RATIO`` times the largest. The fallback is
+    ``argmin ‖x‖ over argmin ‖Jx − b‖`` by SVD (``jnp.linalg.lstsq``): for a consistent
+    system the exact solution orthogonal to null(J), for an inconsistent one the
+    least-squares solution (whose residual the caller reports; see
+    :func:`cvxjax._degenerate.flag_degenerate`).
+    """
+    lu, pivots = jax.scipy.linalg.lu_factor(J)
+    x = jax.scipy.linalg.lu_solve((lu, pivots), b)
     scale = jnp.linalg.norm(b) + jnp.finfo(b.dtype).tiny
     residual = jnp.linalg.norm(J @ x - b) / scale
     eps = jnp.finfo(b.dtype).eps
-    good = jnp.all(jnp.isfinite(x)) & (residual < 1e4 * eps * b.size)
-
-    def damped():
-        JtJ = J.T @ J
-        delta = jnp.sqrt(eps) * (jnp.trace(JtJ) / b.size + jnp.finfo(b.dtype).tiny)
-        chol = jax.scipy.linalg.cho_factor(JtJ + delta * jnp.eye(b.size, dtype=b.dtype))
-        return jax.scipy.linalg.cho_solve(chol, J.T @ b)
-
-    return jax.lax.cond(good, lambda: x, damped)
+    u = jnp.abs(jnp.diagonal(lu))
+    well_pivoted = jnp.min(u) > _PIVOT_RATIO * jnp.max(u)
+    good = jnp.all(jnp.isfinite(x)) & (residual < 1e4 * eps * b.size) & well_pivoted
+    rcond = max(_RCOND, float(eps) * b.size)
+    return jax.lax.cond(good, lambda: x, lambda: jnp.linalg.lstsq(J, b, rcond=rcond)[0])
 
 
 # On CPU a batch of dense solves runs as a loop of unbatched LAPACK calls. Two reasons:
 # (1) jaxlib 0.10's *batched* CPU LAPACK kernels split the batch over XLA's intra-op thread
 # pool and block until the pieces finish; when two of them run at once (e.g. the LU and the
-# Cholesky of the two branches below, which vmap turns into a select) they can occupy every
+# fallback factorization of the two branches below, which vmap turns into a select) they can occupy every
 # pool thread and wait on each other forever -- a deadlock we hit on a 2-core machine in
 # batched gradients (gdb: both XLA threads in jax::ParallelBatchMap -> BlockingCounter::Wait).
 # (2) Unbatched, the ``cond`` stays a real branch, so the fallback only runs where needed.
@@ -46,13 +64,16 @@ def _on_cpu() -> bool:
 
 
 def robust_dense_solve(matvec, b):
-    """LU solve, falling back to a damped least-squares solve when J is (numerically) singular.
+    """LU solve, falling back to the minimum-norm least-squares solve (SVD) when J is
+    (numerically) singular (:func:`_solve_with_fallback`).
 
     Singular J arises at degenerate solutions (see module docstring). LU then produces inf/NaN
-    or a huge, meaningless vector; the fallback solves ``(JᵀJ + δI) x = Jᵀb`` by Cholesky
-    (δ = √eps·‖J‖²), which is finite and, for a consistent system, close to the minimum-norm
-    solution. We avoid an SVD-based ``lstsq`` on purpose: under ``vmap`` on accelerators the
-    ``cond`` becomes a ``select`` that evaluates both branches, and a batched SVD costs many LUs.
+    or a vector with an arbitrary component along null(J). The fallback used to be a damped
+    solve ``(JᵀJ + δI)⁻¹Jᵀb``; it is biased (for a consistent system it does not satisfy J's
+    rows: on Maros-Meszaros DUALC8 the gradient was off by 6x), so it was replaced by the
+    exact minimum-norm solve. The price: under ``vmap`` on accelerators the ``cond`` becomes a
+    ``select`` that evaluates both branches, and a batched SVD costs several LUs. On CPU the
+    batch runs one problem at a time and the SVD only where LU failed.
     """
     J = materialize(matvec, b)
     if _on_cpu():

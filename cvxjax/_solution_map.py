@@ -21,14 +21,18 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 
 from ._cones import ProductCone
+from ._degenerate import flag_degenerate
 from ._errors import Status
 from ._implicit import custom_root
 from ._program import SparseProgram
-from ._residual import checked_status, conic_residual, newton_refine
+from ._residual import checked_status, conic_residual, newton_refine, rescue_near_miss
 from ._robust_solve import robust_dense_solve, robust_krylov_solve
+from ._solvers._base import RawSolution
+from ._solvers.fallback import WithFallback
 
 
 class WarmStart(NamedTuple):
@@ -49,7 +53,16 @@ class WarmStart(NamedTuple):
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["status", "iterations", "primal_residual", "dual_residual", "gap", "warm_start"],
+    data_fields=[
+        "status",
+        "iterations",
+        "primal_residual",
+        "dual_residual",
+        "gap",
+        "warm_start",
+        "derivative_residual",
+        "used_fallback",
+    ],
     meta_fields=["solver"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +80,16 @@ class Solution:
       warm_start: the solver's answer as a [`cvxjax.WarmStart`][cvxjax.WarmStart], to pass
         to the next call on a nearby problem (``layer.solve(..., warm_start=solution)``);
         zeros where the problem failed.
+      derivative_residual: with ``layer.solve(..., diagnose=True)``, one array per
+        parameter: the relative residual ``‖J dz − r‖/‖r‖`` of the implicit linear system of
+        the derivative along a fixed random direction of that parameter. Near 0: the
+        derivative exists and satisfies the linearized optimality conditions; above the
+        layer's ``degenerate_tol``: the solution is at a kink and derivatives along that
+        parameter are least-squares compromises (``docs/concepts/degenerate-points.md``).
+        ``None`` otherwise (the probe costs one more linear solve per parameter).
+      used_fallback: with the automatic solver choice on the JAX solver, a bool per problem:
+        its answer comes from Clarabel, because the JAX solver's was not accepted (iteration
+        limit, inaccurate). ``None`` for a solver without a fallback.
     """
 
     status: jax.Array
@@ -76,9 +99,21 @@ class Solution:
     gap: jax.Array
     solver: str = ""
     warm_start: Any = None
+    derivative_residual: Any = None
+    used_fallback: Any = None
 
 
-def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refine_steps=0):
+def make_solution_map(
+    solver,
+    workspace,
+    reduction,
+    *,
+    settings,
+    check_tol,
+    refine_steps=0,
+    on_degenerate="warn",
+    degenerate_tol=None,
+):
     """``program ↦ ((x, y), Solution)`` for one unbatched :class:`SparseProgram`.
 
     Args:
@@ -90,6 +125,8 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
       settings: the solver's options (a dict).
       check_tol: largest accepted relative KKT residual (:func:`checked_status`).
       refine_steps: Newton steps on F applied to the solver's answer (dense materialized J).
+      on_degenerate, degenerate_tol: what a derivative whose implicit linear system has no
+        solution does (:func:`cvxjax._degenerate.flag_degenerate`).
 
     Works under ``jit`` and ``vmap``; differentiable in the program's data in forward and
     reverse mode. Failed problems come out as NaN with a nonzero status.
@@ -98,13 +135,19 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
         raise ValueError(f"solver {solver.name} consumes dense programs: use the dense path.")
     cone = ProductCone(reduction.cones)
     F = conic_residual(cone)
-    linear_solve = robust_dense_solve if reduction.form == "dense" else robust_krylov_solve
+    raw_solve = robust_dense_solve if reduction.form == "dense" else robust_krylov_solve
+    fallback = None
+    if isinstance(solver, WithFallback):
+        fallback = (solver.fallback, workspace.fallback)
+    linear_solve = flag_degenerate(raw_solve, on_degenerate, degenerate_tol)
 
     @custom_root(F, solve=linear_solve)
     def polish(z0, program):
         return newton_refine(F, z0, (program,), refine_steps) if refine_steps else z0
 
-    def solution_map(program: SparseProgram, warm_start: WarmStart | None = None):
+    def solution_map(program: SparseProgram, warm_start: WarmStart | None = None, probes=None):
+        """``probes``: tangents of ``program`` (a tuple of :class:`SparseProgram`) along which
+        to measure the implicit system's residual (``Solution.derivative_residual``)."""
         reduced, inverse_data = reduction.apply(program)
         consumed = jax.lax.stop_gradient(reduced if solver.data_form == "dense" else program)
         if warm_start is not None:
@@ -119,6 +162,22 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
             if solver.data_form == "dense"
             else (reduction.restrict(raw.x, raw.y, raw.s))
         )
+        point = rescue_near_miss(
+            F,
+            cone,
+            jax.lax.stop_gradient(reduced),
+            x,
+            y,
+            s,
+            status,
+            residuals,
+            check_tol,
+            raw_solve,
+        )
+        used_fallback = None
+        if fallback is not None:
+            point, used_fallback = _fall_back(fallback, program, reduction, point, check_tol)
+        x, y, s, status, residuals = point
         z0 = _zero_if_failed((x, y - s), status)
         x, v = polish(z0, reduced)
         outputs = reduction.invert(inverse_data, x, cone.project_dual(v))
@@ -130,10 +189,67 @@ def make_solution_map(solver, workspace, reduction, *, settings, check_tol, refi
             gap=residuals.gap,
             solver=solver.name,
             warm_start=_restart_point(raw, status),
+            used_fallback=used_fallback,
+            derivative_residual=None
+            if probes is None
+            else tuple(
+                _probe_residual(F, raw_solve, jax.lax.stop_gradient((x, v)), reduction, program, t)
+                for t in probes
+            ),
         )
         return _nan_if_failed(outputs, status), info
 
     return solution_map
+
+
+def _probe_residual(F, linear_solve, z, reduction, program, tangent):
+    """``‖J dz − r‖/‖r‖`` for the forward implicit system ``J dz = r = −∂F/∂program·tangent``
+    at the root z of the reduced program (what the derivative along ``tangent`` solves)."""
+    program = jax.lax.stop_gradient(program)
+    _, d_reduced = jax.jvp(lambda p: reduction.apply(p)[0], (program,), (tangent,))
+    reduced = reduction.apply(program)[0]
+    z_flat, unravel = jax.flatten_util.ravel_pytree(z)
+    _, r = jax.jvp(lambda p: jax.flatten_util.ravel_pytree(F(z, p))[0], (reduced,), (d_reduced,))
+    r = -r
+
+    def matvec(dz):
+        return jax.jvp(
+            lambda w: jax.flatten_util.ravel_pytree(F(unravel(w), reduced))[0], (z_flat,), (dz,)
+        )[1]
+
+    dz = linear_solve(matvec, r)
+    return jnp.linalg.norm(matvec(dz) - r) / (jnp.linalg.norm(r) + jnp.finfo(r.dtype).tiny)
+
+
+def _fall_back(fallback, program, reduction, point, check_tol):
+    """The answer of the host ``fallback`` solver for a problem whose ``point`` (reduced
+    form, with its checked status) is not accepted; ``point`` unchanged for the others.
+    Returns ``(point, used_fallback)``. The host solver runs only where it is needed: an
+    unbatched call skips it under a ``cond``, a batch passes it a mask."""
+    solver, workspace = fallback
+    x, y, s, status, residuals = point
+    need = ~jnp.isin(status, jnp.asarray(_ACCEPTED_OR_CERTIFIED, jnp.int32))
+    program = jax.lax.stop_gradient(program)
+    settings = solver.check_settings(None, program.structure.cones)
+    n, m = program.structure.n, program.structure.m
+    dtype = program.q.dtype
+
+    def host():
+        return solver.solve(workspace, program, settings, None, active=need)
+
+    def skip():
+        nan = functools.partial(jnp.full, fill_value=jnp.nan, dtype=dtype)
+        code = jnp.asarray(Status.NUMERICAL_ERROR, jnp.int32)
+        return RawSolution(nan((n,)), nan((m,)), nan((m,)), code, jnp.asarray(0, jnp.int32))
+
+    raw = jax.lax.cond(need, host, skip)
+    fb_status, fb_residuals = checked_status(program, raw.x, raw.y, raw.s, raw.status, check_tol)
+    fb_point = (*reduction.restrict(raw.x, raw.y, raw.s), fb_status, fb_residuals)
+    point = jax.tree.map(lambda a, b: jnp.where(need, a, b), fb_point, point)
+    return point, need
+
+
+_ACCEPTED_OR_CERTIFIED = (Status.SOLVED, Status.PRIMAL_INFEASIBLE, Status.DUAL_INFEASIBLE)
 
 
 def _restart_point(raw, status):

@@ -168,7 +168,12 @@ class HostSolver(AbstractSolver):
         prepared = PreparedStructure.build(structure)
         return _Workspace(prepared, self.setup(prepared))
 
-    def solve(self, workspace, program: SparseProgram, settings, warm_start=None) -> RawSolution:
+    def solve(
+        self, workspace, program: SparseProgram, settings, warm_start=None, active=None
+    ) -> RawSolution:
+        """See :class:`AbstractSolver`. ``active`` (bool scalar, batched under ``vmap``; for
+        a fallback): solve only where it is true; elsewhere the answer is NaN with status
+        ``NUMERICAL_ERROR`` and no host solver runs."""
         structure = program.structure
         dtype = program.q.dtype
         n, m = structure.n, structure.m
@@ -181,17 +186,22 @@ class HostSolver(AbstractSolver):
         )
         options = {**self.default_settings, **dict(settings)}
         callback = functools.partial(
-            self._solve_batch, workspace, options=options, out_dtype=np.dtype(dtype)
+            self._solve_batch,
+            workspace,
+            options=options,
+            out_dtype=np.dtype(dtype),
+            masked=active is not None,
         )
         d = program.data
         warm = () if warm_start is None else (warm_start.x, warm_start.y, warm_start.s)
+        mask = () if active is None else (jnp.asarray(active, bool),)
         # broadcast_all: under vmap the callback receives the whole batch at once (leading
         # axes), so a batch costs one host round trip, not one per element.
         return jax.pure_callback(
-            callback, shapes, d.P, d.q, d.A, d.b, *warm, vmap_method="broadcast_all"
+            callback, shapes, d.P, d.q, d.A, d.b, *warm, *mask, vmap_method="broadcast_all"
         )
 
-    def _solve_batch(self, workspace, P, q, A, b, *warm, options, out_dtype):
+    def _solve_batch(self, workspace, P, q, A, b, *warm, options, out_dtype, masked=False):
         """Host side: arrays with any number of leading batch axes -> a RawSolution of them."""
         structure = workspace.prepared.structure
         n, m = structure.n, structure.m
@@ -201,11 +211,18 @@ class HostSolver(AbstractSolver):
         def flat(a, size):
             return np.broadcast_to(np.asarray(a, np.float64), lead + (size,)).reshape(batch, size)
 
+        active = np.ones(batch, bool)
+        if masked:
+            *warm, mask = warm
+            active = np.broadcast_to(np.asarray(mask, bool), lead).reshape(batch)
         P, q = flat(P, P.shape[-1]), flat(q, n)
         A, b = flat(A, A.shape[-1]), flat(b, m)
         warm = [flat(w, w.shape[-1]) for w in warm]
 
         def one(i):
+            if not active[i]:
+                nan_n, nan_m = np.full(n, np.nan), np.full(m, np.nan)
+                return HostSolution(nan_n, nan_m, nan_m, Status.NUMERICAL_ERROR, 0)
             start = None
             # Zeros (CvxpyLayer.cold_start, or the start after a failed problem) mean cold.
             if warm and any(np.any(w[i] != 0) for w in warm):
@@ -217,7 +234,7 @@ class HostSolver(AbstractSolver):
             return sol
 
         workers = _default_workers() if self.max_workers is None else self.max_workers
-        if workers > 1 and batch > 1:
+        if workers > 1 and np.count_nonzero(active) > 1:
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 results = list(pool.map(one, range(batch)))
         else:

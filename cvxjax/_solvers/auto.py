@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ._base import ALL_CONES, AbstractSolver
 from .clarabel import Clarabel
+from .fallback import WithFallback
 from .pure_jax import Jax
 
 
@@ -32,7 +33,9 @@ class Auto(AbstractSolver):
 
     Its cost per iteration grows like n³, a sparse host solver's like nnz(L). Everything else,
     and float32 calls (the JAX solver cannot reach the default check in float32), goes to
-    Clarabel.
+    Clarabel. A problem the JAX solver does not solve (iteration limit, inaccurate) is solved
+    again by Clarabel (:class:`~cvxjax._solvers.fallback.WithFallback`), only that problem
+    of a batch.
 
     Fields:
       max_jax_variables, max_jax_constraints, min_jax_conic_variables: the size limits above.
@@ -58,7 +61,10 @@ class Auto(AbstractSolver):
             on_cpu = jax.default_backend() == "cpu"
             conic_ok = not on_cpu or dense_shape.n >= self.min_jax_conic_variables
             if dense_shape.cones.is_qp or conic_ok:
-                return Jax()
+                return WithFallback(primary=Jax(), fallback=self._clarabel())
+        return self._clarabel()
+
+    def _clarabel(self) -> Clarabel:
         return Clarabel(settings=self.settings, max_workers=self.max_workers)
 
     def init(self, structure):
