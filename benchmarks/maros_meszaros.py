@@ -65,6 +65,17 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0][:300] if s else ""
 
 
+def _cause(lines) -> str:
+    """The innermost ``SomeError: message`` line, e.g. the error raised inside a host callback
+    that JAX re-raises as ``JaxRuntimeError: INTERNAL: CpuCallback error``."""
+    found = ""
+    for line in lines:
+        head = line.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+        if ":" in line and (head.endswith("Error") or head.endswith("Exception")):
+            found = line.strip()
+    return found[:300]
+
+
 def worker(name: str, tool: str) -> dict:
     """Build ``tool``'s layer for ``name`` and return x*, V and g's checks (no classification)."""
     import jax
@@ -113,6 +124,7 @@ def worker(name: str, tool: str) -> dict:
             out["exception"] = type(e).__name__
             out["message"] = _first_line(e)
             out["traceback_tail"] = traceback.format_exc().strip().splitlines()[-3:]
+            out["cause"] = _cause(str(e).splitlines())
     degenerate = None
     if tool == "cvxjax":
         import cvxjax
@@ -213,7 +225,8 @@ def write_markdown(path: str, results: dict, tools, meta: dict) -> None:
             counts[t][c] = counts[t].get(c, 0) + 1
             label = c
             if c == "error":
-                label += f" ({res.get('exception', '')})"
+                cause = res.get("cause") or _cause(res.get("traceback_tail", []))
+                label += f" ({cause.split(':', 1)[0] if cause else res.get('exception', '')})"
             tt = None
             if "first_s" in res:
                 tt = res.get("build_s", 0) + res["first_s"]
@@ -229,6 +242,11 @@ def write_markdown(path: str, results: dict, tools, meta: dict) -> None:
     lines.append("")
     errors = [
         f"- {name} / {t}: {res.get('exception')}: {res.get('message')}"
+        + (
+            f" — cause: {res.get('cause') or _cause(res.get('traceback_tail', []))}"
+            if res.get("cause") or _cause(res.get("traceback_tail", []))
+            else ""
+        )
         for name in sorted(results)
         for t, res in results[name]["tools"].items()
         if res["class"] == "error"
@@ -245,11 +263,19 @@ def main(argv=None) -> None:
     ap.add_argument("--only", default="", help="comma-separated problem names")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "maros_meszaros"))
+    ap.add_argument(
+        "--markdown-only", action="store_true", help="rewrite OUT.md from OUT.json, run nothing"
+    )
     ap.add_argument("--worker", nargs=2, metavar=("NAME", "TOOL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(*args.worker)
         print("RESULT " + json.dumps(res), flush=True)
+        return
+    if args.markdown_only:
+        with open(args.out + ".json") as f:
+            saved = json.load(f)
+        write_markdown(args.out + ".md", saved["results"], saved["meta"]["tools"], saved["meta"])
         return
     tools = [t for t in args.tools.split(",") if t]
     names = [n for n in args.only.split(",") if n] or mm.names()
