@@ -88,7 +88,9 @@ class CvxpyLayer:
       on_degenerate: what a derivative does where it does not exist: where the linearized
         optimality conditions (the implicit system ``J dz = r``, or ``Jᵀu = z̄`` in reverse
         mode) have no solution to ``degenerate_tol``, i.e. the solution sits at a kink of the
-        solution map. ``"warn"`` (default) returns the least-squares derivative with a
+        solution map. ``"warn"`` (default; ``"nan"`` with ``on_failure="nan"``, so that
+        that mode's compiled program has no host callback) returns the least-squares
+        derivative with a
         [`cvxjax.DegenerateDerivativeWarning`][cvxjax.DegenerateDerivativeWarning];
         ``"raise"`` raises [`cvxjax.DegenerateDerivativeError`][cvxjax.DegenerateDerivativeError];
         ``"nan"`` makes that problem's derivative NaN; ``"ignore"`` returns it silently. A
@@ -125,9 +127,11 @@ class CvxpyLayer:
         gp: bool = False,
         verbose: bool = False,
         canon_backend: Optional[str] = None,
-        on_degenerate: str = "warn",
+        on_degenerate: Optional[str] = None,
         degenerate_tol: Optional[float] = None,
     ):
+        if on_degenerate is None:
+            on_degenerate = "nan" if on_failure == "nan" else "warn"
         if on_failure not in ("raise", "nan"):
             raise ValueError(f"on_failure must be 'raise' or 'nan', got {on_failure!r}.")
         if on_degenerate not in DEGENERATE_POLICIES:

@@ -14,3 +14,4 @@ from ._solvers import Clarabel as Clarabel
 from ._solvers import HostSolver as HostSolver
 from ._solvers import Jax as Jax
 from ._solvers import RawSolution as RawSolution
+from ._solvers import WithFallback as WithFallback

@@ -8,3 +8,4 @@ from .clarabel import Clarabel as Clarabel
 from .osqp import OSQP as OSQP
 from .pure_jax import Jax as Jax
 from .scs import SCS as SCS
+from .fallback import WithFallback as WithFallback
