@@ -18,21 +18,54 @@ from ._linear_solve import materialize, solve_bicgstab, solve_gmres, solve_norma
 # alarm (an ill-conditioned but nonsingular J) costs one SVD and gives the same answer.
 _PIVOT_RATIO = 1e-11
 
-# Singular values of J below this fraction of the largest count as zero in the
-# minimum-norm solve. Not eps·n: a solution accurate to the solver's ~1e-9 leaves J's
-# "zero" singular values at about that size (the iterate is 1e-9 away from the degenerate
-# point), and dividing by them is what makes a derivative blow up.
-_RCOND = 1e-9
+# The minimum-norm solve keeps the fewest singular triplets of J that solve the system to
+# this relative residual (times sqrt(eps): 1.5e-10 in float64, 3.5e-6 in float32, below the
+# default degenerate_tol of cvxjax._degenerate). A fixed cutoff on the singular values
+# does not work both ways: at a degenerate solution J's "zero" singular values are only as
+# small as the solver's accuracy (~1e-9 relative), and dividing by them gives a derivative
+# with a huge, arbitrary null-space component (Maros-Meszaros QSHARE2B: 30% wrong); but an
+# ill-conditioned, nonsingular J (DUALC1) has singular values as small that carry the answer,
+# and cutting them made that gradient 13x wrong.
+_RESIDUAL_FACTOR = 1e-2
+
+# Singular values below this many eps times the largest are zero: J's exact null space at
+# a degenerate point comes out at ~1e-17 (QSHARE2B), while the smallest genuine singular
+# value of a badly scaled, nonsingular J can be 2e-14 (DUALC1, condition number 5e13, where
+# LU's answer is right and dropping that direction made the gradient 3x wrong).
+_RANK_EPS = 10.0
+
+
+def _min_norm_solve(J, b):
+    """The minimum-norm x with ``‖Jx − b‖ ≤ τ‖b‖``, τ = ``_RESIDUAL_FACTOR·sqrt(eps)``, among
+    the truncated-SVD solutions; the least-squares solution at J's numerical rank (singular
+    values above ``_RANK_EPS·eps·σ_max``) if none reaches τ (an inconsistent system; the
+    caller reports the residual).
+
+    With ``J = U diag(σ) Vᵀ`` and ``c = Uᵀb``, keeping the k largest singular values leaves the
+    residual ``‖c[k:]‖`` (U is square and orthogonal), so every truncation is priced from one
+    SVD. (Equilibrating J first, Ruiz's scaling, was tried: it made DUALC8's derivative NaN
+    and flagged QSHARE2B's correct one.)
+    """
+    U, sigma, Vt = jnp.linalg.svd(J)
+    c = U.T @ b
+    eps = jnp.finfo(b.dtype).eps
+    tail = jnp.sqrt(jnp.cumsum((c * c)[::-1])[::-1])  # tail[k] = ‖c[k:]‖
+    tail = jnp.concatenate([tail, jnp.zeros(1, b.dtype)])
+    tau = _RESIDUAL_FACTOR * jnp.sqrt(eps) * (jnp.linalg.norm(b) + jnp.finfo(b.dtype).tiny)
+    rank = jnp.sum(sigma > _RANK_EPS * eps * sigma[0])
+    k = jnp.minimum(jnp.argmax(tail <= tau), rank)
+    keep = jnp.arange(b.size) < k
+    return Vt.T @ jnp.where(keep, c / jnp.where(keep, sigma, 1.0), 0.0)
 
 
 def _solve_with_fallback(J, b):
-    """``J x = b`` by LU; the minimum-norm least-squares solution when J is singular.
+    """``J x = b`` by LU; the minimum-norm solution when J is singular.
 
     Falls back when LU is non-finite, leaves a relative residual above ``1e4·eps·len(b)``,
-    or meets a pivot below ``_PIVOT_RATIO`` times the largest. The fallback is
-    ``argmin ‖x‖ over argmin ‖Jx − b‖`` by SVD (``jnp.linalg.lstsq``): for a consistent
-    system the exact solution orthogonal to null(J), for an inconsistent one the
-    least-squares solution (whose residual the caller reports; see
+    or meets a pivot below ``_PIVOT_RATIO`` times the largest. The fallback is the
+    minimum-norm solution by SVD (:func:`_min_norm_solve`): for a consistent system an
+    exact solution orthogonal to the (numerical) null space of J, for an inconsistent one
+    the least-squares solution (whose residual the caller reports; see
     :func:`cvxjax._degenerate.flag_degenerate`).
     """
     lu, pivots = jax.scipy.linalg.lu_factor(J)
@@ -43,8 +76,7 @@ def _solve_with_fallback(J, b):
     u = jnp.abs(jnp.diagonal(lu))
     well_pivoted = jnp.min(u) > _PIVOT_RATIO * jnp.max(u)
     good = jnp.all(jnp.isfinite(x)) & (residual < 1e4 * eps * b.size) & well_pivoted
-    rcond = max(_RCOND, float(eps) * b.size)
-    return jax.lax.cond(good, lambda: x, lambda: jnp.linalg.lstsq(J, b, rcond=rcond)[0])
+    return jax.lax.cond(good, lambda: x, lambda: _min_norm_solve(J, b))
 
 
 # On CPU a batch of dense solves runs as a loop of unbatched LAPACK calls. Two reasons:
@@ -56,6 +88,7 @@ def _solve_with_fallback(J, b):
 # (2) Unbatched, the ``cond`` stays a real branch, so the fallback only runs where needed.
 # On accelerators the batched kernels are the right choice.
 _solve_each_with_fallback = jax.custom_batching.sequential_vmap(_solve_with_fallback)
+
 _lu_solve_each = jax.custom_batching.sequential_vmap(jnp.linalg.solve)
 
 
