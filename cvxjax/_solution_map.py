@@ -31,7 +31,6 @@ from ._implicit import custom_root
 from ._program import SparseProgram
 from ._residual import checked_status, conic_residual, newton_refine, rescue_near_miss
 from ._robust_solve import robust_dense_solve, robust_krylov_solve
-from ._solvers._base import RawSolution
 from ._solvers.fallback import WithFallback
 
 
@@ -227,25 +226,19 @@ def _fall_back(fallback, program, reduction, point, check_tol):
     Returns ``(point, used_fallback)``. The host solver runs only where it is needed: an
     unbatched call skips it under a ``cond``, a batch passes it a mask."""
     solver, workspace = fallback
-    x, y, s, status, residuals = point
-    need = ~jnp.isin(status, jnp.asarray(_ACCEPTED_OR_CERTIFIED, jnp.int32))
+    need = ~jnp.isin(point[3], jnp.asarray(_ACCEPTED_OR_CERTIFIED, jnp.int32))
     program = jax.lax.stop_gradient(program)
     settings = solver.check_settings(None, program.structure.cones)
-    n, m = program.structure.n, program.structure.m
-    dtype = program.q.dtype
 
     def host():
-        return solver.solve(workspace, program, settings, None, active=need)
+        raw = solver.solve(workspace, program, settings, None, active=need)
+        status, residuals = checked_status(program, raw.x, raw.y, raw.s, raw.status, check_tol)
+        return (*reduction.restrict(raw.x, raw.y, raw.s), status, residuals)
 
-    def skip():
-        nan = functools.partial(jnp.full, fill_value=jnp.nan, dtype=dtype)
-        code = jnp.asarray(Status.NUMERICAL_ERROR, jnp.int32)
-        return RawSolution(nan((n,)), nan((m,)), nan((m,)), code, jnp.asarray(0, jnp.int32))
-
-    raw = jax.lax.cond(need, host, skip)
-    fb_status, fb_residuals = checked_status(program, raw.x, raw.y, raw.s, raw.status, check_tol)
-    fb_point = (*reduction.restrict(raw.x, raw.y, raw.s), fb_status, fb_residuals)
-    point = jax.tree.map(lambda a, b: jnp.where(need, a, b), fb_point, point)
+    # Everything about the fallback sits in the branch: a call that does not need it pays
+    # for one predicate (under vmap the cond becomes a select, and the host callback gets
+    # the mask instead).
+    point = jax.lax.cond(need, host, lambda: point)
     return point, need
 
 
