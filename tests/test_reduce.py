@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from helpers import central_fd_jacobian
 
+import cvxjax
 from cvxjax import CvxpyLayer
 from cvxjax._canonicalize import canonicalize
 from cvxjax._reduce import (
@@ -195,9 +196,14 @@ def test_sparse_path_is_finite_and_matches_dense_path_at_a_degenerate_lp():
     lp = cp.Problem(cp.Minimize(c @ y), [y >= 0, cp.sum(y) <= 1, y[0] <= 1])
     c_val = jnp.array([-1.0, -1.0])
     dense = CvxpyLayer(lp, [c], [y], solver="CLARABEL")
-    jac_dense = jax.jacfwd(lambda c: dense(c)[0])(c_val)
+    # The primal solution is not unique: no derivative exists, and both paths say so.
+    with pytest.warns(cvxjax.DegenerateDerivativeWarning):
+        jac_dense = jax.jacfwd(lambda c: dense(c)[0])(c_val)
+        jax.effects_barrier()
     sparse = CvxpyLayer(lp, [c], [y], solver="CLARABEL", dense_limit=0)
     assert sparse._elimination is None
-    jac_sparse = jax.jacfwd(lambda c: sparse(c)[0])(c_val)
+    with pytest.warns(cvxjax.DegenerateDerivativeWarning):
+        jac_sparse = jax.jacfwd(lambda c: sparse(c)[0])(c_val)
+        jax.effects_barrier()
     assert np.all(np.isfinite(np.asarray(jac_sparse)))
     np.testing.assert_allclose(jac_sparse, jac_dense, atol=1e-6)
