@@ -40,6 +40,9 @@ import time
 import traceback
 import warnings
 
+from error_text import first_line as _first_line  # noqa: E402
+from error_text import innermost_cause as _cause  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
@@ -58,22 +61,6 @@ def reference(name: str) -> dict:
     t0 = time.perf_counter()
     problem.solve(solver=cp.CLARABEL)
     return dict(status=problem.status, value=problem.value, solve_s=time.perf_counter() - t0)
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else ""
-
-
-def _cause(lines) -> str:
-    """The innermost ``SomeError: message`` line, e.g. the error raised inside a host callback
-    that JAX re-raises as ``JaxRuntimeError: INTERNAL: CpuCallback error``."""
-    found = ""
-    for line in lines:
-        head = line.split(":", 1)[0].strip().rsplit(".", 1)[-1]
-        if ":" in line and (head.endswith("Error") or head.endswith("Exception")):
-            found = line.strip()
-    return found[:300]
 
 
 def worker(name: str, tool: str) -> dict:

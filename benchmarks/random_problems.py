@@ -60,6 +60,8 @@ import warnings
 
 import cvxpy as cp
 import numpy as np
+from error_text import first_line as _first_line  # noqa: E402
+from error_text import innermost_cause as _cause  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -216,21 +218,6 @@ GENERATORS = dict(
 
 
 # ----------------------------------------------------------------------------- checks
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else ""
-
-
-def _cause(lines) -> str:
-    """The innermost ``SomeError: message`` line (e.g. inside a host callback)."""
-    found = ""
-    for line in lines:
-        head = line.split(":", 1)[0].strip().rsplit(".", 1)[-1]
-        if ":" in line and (head.endswith("Error") or head.endswith("Exception")):
-            found = line.strip()
-    return found[:300]
-
-
 def _cvxpy_x(problem, params, x, values, tol=None):
     for p, v in zip(params, values):
         p.value = v
