@@ -13,7 +13,8 @@ new user would: ``CvxpyLayer(problem, parameters=[q], variables=[x])``, called e
 
 The reference value ``V_ref`` is CVXPY's with Clarabel. Classes:
 
-* ``ok``: ``|V - V_ref| ≤ 1e-4 (1 + |V_ref|)`` and ``‖g - x*‖ / max(‖x*‖, 1) ≤ 1e-3``;
+* ``ok``: ``|V - V_ref| ≤ 1e-4 (1 + |V_ref|)`` and ``‖g - x*‖ / max(‖x*‖, 1) ≤ 1e-3``
+  (shown as ``ok, flagged`` where cvxjax also warned, e.g. because x* is not unique);
 * ``flagged``: the envelope check fails but cvxjax warned with
   ``cvxjax.DegenerateDerivativeWarning`` (when that class exists): not silently wrong;
 * ``wrong``: no exception, no such warning, and the value or the envelope check fails;
@@ -199,6 +200,7 @@ def write_markdown(path: str, results: dict, tools, meta: dict) -> None:
         sep += "---|---:|---:|---:|"
     lines += [header, sep]
     counts = {t: {} for t in tools}
+    ok_flagged = {}  # right, but warned (e.g. a non-unique optimal point): not an error
     for name in sorted(results):
         row = results[name]
         ref = row["reference"]
@@ -211,6 +213,9 @@ def write_markdown(path: str, results: dict, tools, meta: dict) -> None:
             c = res["class"]
             counts[t][c] = counts[t].get(c, 0) + 1
             label = c
+            if c == "ok" and res.get("degenerate_warning"):
+                label = "ok, flagged"
+                ok_flagged[t] = ok_flagged.get(t, 0) + 1
             if c == "error":
                 cause = res.get("cause") or _cause(res.get("traceback_tail", []))
                 label += f" ({cause.split(':', 1)[0] if cause else res.get('exception', '')})"
@@ -225,6 +230,8 @@ def write_markdown(path: str, results: dict, tools, meta: dict) -> None:
     lines.append("")
     for t in tools:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts[t].items()))
+        if ok_flagged.get(t):
+            summary += f" (of the ok, {ok_flagged[t]} flagged with DegenerateDerivativeWarning)"
         lines.append(f"**{t}**: {summary}  ")
     lines.append("")
     errors = [

@@ -190,8 +190,13 @@ def test_perturbed_requires_positive_sigma(simplex2):
         dfl.fenchel_young_loss(simplex2, 1.0, 0)
 
 
-def test_fenchel_young_gradient(simplex2, perturbed2):
-    loss = dfl.fenchel_young_loss(simplex2, SIGMA, NUM_SAMPLES)
+def test_fenchel_young_gradient(simplex2):
+    # Fewer draws than the other tests (each is a host solve; 2000 made this the slowest test
+    # of the suite): the exact identity below does not depend on M, and the perturbed mean's
+    # accuracy at M = 2000 is test_perturbed_mean_matches_closed_form's job.
+    num_samples = 200
+    loss = dfl.fenchel_young_loss(simplex2, SIGMA, num_samples)
+    perturbed = dfl.perturbed(simplex2, SIGMA, num_samples)
     c_pred = np.array([[0.2, 0.5], [0.4, 0.1]])
     x_true = np.array([[0.0, 1.0], [0.0, 1.0]])
     key = jax.random.key(2)
@@ -199,12 +204,16 @@ def test_fenchel_young_gradient(simplex2, perturbed2):
         key, c_pred, x_true
     )
     assert values.shape == (2,) and np.all(np.asarray(values) >= -1e-9)
-    # (vmap: per-example draws come from the same key; batched, the draws differ per row.)
-    grad = jax.grad(lambda ch: loss(key, ch, x_true).sum())(c_pred)
+    # vmap: every row uses the same key, so row i matches the unbatched call on row i alone.
+    for i in range(2):
+        expected = x_true[i] - perturbed(key, c_pred[i])
+        np.testing.assert_allclose(grad[i], expected, atol=1e-9)
+    batched = jax.grad(lambda ch: loss(key, ch, x_true).sum())(c_pred)
     # Exactly x_true − (the perturbed mean with the same draws) ...
-    np.testing.assert_allclose(grad, x_true - perturbed2(key, c_pred), atol=1e-9)
-    # ... which is x_true − the closed-form mean up to Monte Carlo.
-    np.testing.assert_allclose(grad, x_true - two_simplex_mean(c_pred), atol=0.03)
+    np.testing.assert_allclose(batched, x_true - perturbed(key, c_pred), atol=1e-9)
+    # ... which is x_true − the closed-form mean up to Monte Carlo (standard error of a
+    # probability ≤ 0.5/√200 ≈ 0.035; the draws are fixed by the key, so this is not flaky).
+    np.testing.assert_allclose(batched, x_true - two_simplex_mean(c_pred), atol=0.1)
 
 
 # ---------------------------------------------------------------------------------------------
