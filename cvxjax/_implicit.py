@@ -86,6 +86,15 @@ def _flat_operator(optimality_fun, root, args, kwargs):
     return root_flat, unravel, matvec
 
 
+def _bound_solve(linear_solve, args, kwargs):
+    """``linear_solve.bind(*args, **kwargs)`` for a solver that needs this root's arguments
+    (the degenerate-derivative flag of :mod:`cvxjax._degenerate`; a private protocol), else
+    ``linear_solve``. Passing them here, instead of closing over them, keeps the JVP rule
+    free of tracers from the caller's trace."""
+    bind = getattr(linear_solve, "bind", None)
+    return linear_solve if bind is None else bind(*args, **kwargs)
+
+
 def root_jvp(
     optimality_fun: Callable,
     root: Any,
@@ -112,8 +121,8 @@ def root_jvp(
       The tangent dz, a pytree like ``root``. It is linear and transposable in ``tangents``,
       so it can itself be differentiated or transposed by JAX.
     """
-    linear_solve = resolve_solve(solve)
     kwargs = {} if kwargs is None else kwargs
+    linear_solve = _bound_solve(resolve_solve(solve), args, kwargs)
     if kwargs_tangents is None:
         kwargs_tangents = jax.tree_util.tree_map(_zero_tangent, kwargs)
     root_flat, unravel, matvec = _flat_operator(optimality_fun, root, args, kwargs)
@@ -151,9 +160,9 @@ def root_vjp(
       A tuple with one cotangent per element of ``args`` (and, if ``kwargs`` is given, a
       pair ``(args_cotangents, kwargs_cotangents)``).
     """
-    linear_solve = resolve_solve(solve)
     kwargs_given = kwargs is not None
     kwargs = {} if kwargs is None else kwargs
+    linear_solve = _bound_solve(resolve_solve(solve), args, kwargs)
     root_flat, unravel, matvec = _flat_operator(optimality_fun, root, args, kwargs)
     cot_flat = ravel_pytree(cotangent)[0].astype(root_flat.dtype)
     rmatvec_T = jax.linear_transpose(matvec, root_flat)

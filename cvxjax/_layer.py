@@ -342,6 +342,13 @@ class CvxpyLayer:
         cones = self.canonical.structure.cones
         return int(self._elimination is not None and not cones.is_qp and not solver.polishes)
 
+    def _primal_outputs(self, x):
+        """The requested outputs at ``(x, y = 0)``, flat: the variables' values (the duals
+        come out zero), the part of the solution whose uniqueness the degenerate-derivative
+        flag checks."""
+        y = jnp.zeros(self.canonical.structure.m, x.dtype)
+        return jnp.concatenate([o.ravel() for o in self.canonical.recover(x, y)])
+
     def _workspace(self, solver):
         """``solver.init`` once per solver the layer runs (cached)."""
         if isinstance(solver, WithFallback):
@@ -388,6 +395,7 @@ class CvxpyLayer:
             refine_steps=self._refine_steps(solver),
             on_degenerate=self.on_degenerate,
             degenerate_tol=self.degenerate_tol,
+            primal_outputs=self._primal_outputs,
         )
         canonical = self.canonical
 

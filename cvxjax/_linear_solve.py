@@ -122,11 +122,14 @@ def transposable_solve(matvec: Matvec, b: jax.Array, solve: LinearSolve) -> jax.
     """``J⁻¹ b`` as a JAX-transposable linear map of ``b`` (so reverse mode works).
 
     ``jax.lax.custom_linear_solve`` records the solve as a linear primitive in ``b`` whose
-    transpose is ``J⁻ᵀ``, computed by calling ``solve`` on the transposed matvec.
+    transpose is ``J⁻ᵀ``, computed by calling ``solve`` on the transposed matvec -- or
+    ``solve.transposed`` if the solver has that attribute (one that must know which of the
+    two systems it solves, such as :func:`cvxjax._degenerate.flag_degenerate`'s).
     """
+    transposed = getattr(solve, "transposed", solve)
     return jax.lax.custom_linear_solve(
         matvec,
         b,
         solve=lambda mv, rhs: solve(mv, rhs),
-        transpose_solve=lambda vm, rhs: solve(vm, rhs),
+        transpose_solve=lambda vm, rhs: transposed(vm, rhs),
     )

@@ -6,6 +6,8 @@ non-unique duals, CVXPY's auxiliary variables). These solvers never return NaN o
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -35,7 +37,16 @@ _RESIDUAL_FACTOR = 1e-2
 _RANK_EPS = 10.0
 
 
-def _min_norm_solve(J, b):
+# A dropped singular direction counts as a null direction of J (for the non-uniqueness
+# check of cvxjax._degenerate) only if its singular value is also below sqrt(eps) times the
+# largest: a well-conditioned direction can be dropped just because b has no component
+# along it, and at a degenerate solution the "zero" singular values sit near the solver's
+# accuracy (~1e-9 relative), well below sqrt(eps) = 1.5e-8 in float64.
+def _null_threshold(sigma):
+    return jnp.sqrt(jnp.finfo(sigma.dtype).eps) * sigma[0]
+
+
+def _min_norm_solve(J, b, null_side=None):
     """The minimum-norm x with ``‖Jx − b‖ ≤ τ‖b‖``, τ = ``_RESIDUAL_FACTOR·sqrt(eps)``, among
     the truncated-SVD solutions; the least-squares solution at J's numerical rank (singular
     values above ``_RANK_EPS·eps·σ_max``) if none reaches τ (an inconsistent system; the
@@ -45,6 +56,11 @@ def _min_norm_solve(J, b):
     residual ``‖c[k:]‖`` (U is square and orthogonal), so every truncation is priced from one
     SVD. (Equilibrating J first, Ruiz's scaling, was tried: it made DUALC8's derivative NaN
     and flagged QSHARE2B's correct one.)
+
+    ``null_side``: ``None`` returns x; ``"right"`` / ``"left"`` return ``(x, p)`` with p the
+    projection of a fixed generic vector onto the numerical null space of J (``"right"``,
+    the columns of V dropped) or of Jᵀ (``"left"``, the columns of U dropped): a generic
+    element of that null space, zero when there is none.
     """
     U, sigma, Vt = jnp.linalg.svd(J)
     c = U.T @ b
@@ -55,10 +71,18 @@ def _min_norm_solve(J, b):
     rank = jnp.sum(sigma > _RANK_EPS * eps * sigma[0])
     k = jnp.minimum(jnp.argmax(tail <= tau), rank)
     keep = jnp.arange(b.size) < k
-    return Vt.T @ jnp.where(keep, c / jnp.where(keep, sigma, 1.0), 0.0)
+    x = Vt.T @ jnp.where(keep, c / jnp.where(keep, sigma, 1.0), 0.0)
+    if null_side is None:
+        return x
+    null = ~keep & (sigma <= _null_threshold(sigma))
+    basis = Vt.T if null_side == "right" else U
+    # A fixed generic vector (any vector not orthogonal to the null space does; a
+    # deterministic one keeps the solve a pure function without random-number machinery).
+    probe = jnp.sin(1.0 + 0.7548776662466927 * jnp.arange(b.size, dtype=b.dtype))
+    return x, basis @ jnp.where(null, basis.T @ probe, 0.0)
 
 
-def _solve_with_fallback(J, b):
+def _solve_with_fallback(J, b, null_side=None):
     """``J x = b`` by LU; the minimum-norm solution when J is singular.
 
     Falls back when LU is non-finite, leaves a relative residual above ``1e4·eps·len(b)``,
@@ -66,7 +90,8 @@ def _solve_with_fallback(J, b):
     minimum-norm solution by SVD (:func:`_min_norm_solve`): for a consistent system an
     exact solution orthogonal to the (numerical) null space of J, for an inconsistent one
     the least-squares solution (whose residual the caller reports; see
-    :func:`cvxjax._degenerate.flag_degenerate`).
+    :func:`cvxjax._degenerate.flag_degenerate`). With ``null_side`` also a generic element of
+    a null space (:func:`_min_norm_solve`; zero where LU is accepted: J is nonsingular).
     """
     lu, pivots = jax.scipy.linalg.lu_factor(J)
     x = jax.scipy.linalg.lu_solve((lu, pivots), b)
@@ -76,7 +101,11 @@ def _solve_with_fallback(J, b):
     u = jnp.abs(jnp.diagonal(lu))
     well_pivoted = jnp.min(u) > _PIVOT_RATIO * jnp.max(u)
     good = jnp.all(jnp.isfinite(x)) & (residual < 1e4 * eps * b.size) & well_pivoted
-    return jax.lax.cond(good, lambda: x, lambda: _min_norm_solve(J, b))
+    if null_side is None:
+        return jax.lax.cond(good, lambda: x, lambda: _min_norm_solve(J, b))
+    return jax.lax.cond(
+        good, lambda: (x, jnp.zeros_like(b)), lambda: _min_norm_solve(J, b, null_side)
+    )
 
 
 # On CPU a batch of dense solves runs as a loop of unbatched LAPACK calls. Two reasons:
@@ -87,7 +116,12 @@ def _solve_with_fallback(J, b):
 # batched gradients (gdb: both XLA threads in jax::ParallelBatchMap -> BlockingCounter::Wait).
 # (2) Unbatched, the ``cond`` stays a real branch, so the fallback only runs where needed.
 # On accelerators the batched kernels are the right choice.
-_solve_each_with_fallback = jax.custom_batching.sequential_vmap(_solve_with_fallback)
+_solve_each_with_fallback = {
+    side: jax.custom_batching.sequential_vmap(
+        functools.partial(_solve_with_fallback, null_side=side)
+    )
+    for side in (None, "right", "left")
+}
 
 _lu_solve_each = jax.custom_batching.sequential_vmap(jnp.linalg.solve)
 
@@ -96,7 +130,7 @@ def _on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def robust_dense_solve(matvec, b):
+def robust_dense_solve(matvec, b, null_side=None):
     """LU solve, falling back to the minimum-norm least-squares solve (SVD) when J is
     (numerically) singular (:func:`_solve_with_fallback`).
 
@@ -107,14 +141,18 @@ def robust_dense_solve(matvec, b):
     exact minimum-norm solve. The price: under ``vmap`` on accelerators the ``cond`` becomes a
     ``select`` that evaluates both branches, and a batched SVD costs several LUs. On CPU the
     batch runs one problem at a time and the SVD only where LU failed.
+
+    ``null_side`` (``"right"``: null(J), ``"left"``: null(Jᵀ)) makes it return ``(x, p)``
+    with p a generic element of that numerical null space (zero if J is nonsingular), for
+    the non-uniqueness check of :func:`cvxjax._degenerate.flag_degenerate`.
     """
     J = materialize(matvec, b)
     if _on_cpu():
-        return _solve_each_with_fallback(J, b)
-    return _solve_with_fallback(J, b)
+        return _solve_each_with_fallback[null_side](J, b)
+    return _solve_with_fallback(J, b, null_side)
 
 
-def robust_krylov_solve(matvec, b):
+def robust_krylov_solve(matvec, b, null_side=None):
     """BiCGSTAB; restarted GMRES if that fails; CG on the normal equations if both do.
 
     BiCGSTAB is the fastest of the three here (3x faster than GMRES on a sparse QP with
@@ -126,6 +164,10 @@ def robust_krylov_solve(matvec, b):
     to the minimum-norm least-squares solution, the same generalized derivative the dense path
     returns. Unbatched, each fallback runs only when needed; under ``vmap`` on accelerators
     the ``cond`` becomes a ``select`` and all run.
+
+    ``null_side`` makes it return ``(x, 0)``: matrix-free, it has no null-space basis, so
+    the non-uniqueness check of :func:`cvxjax._degenerate.flag_degenerate` does not run on
+    this path (only the residual check does).
     """
     scale = jnp.linalg.norm(b) + jnp.finfo(b.dtype).tiny
 
@@ -139,7 +181,8 @@ def robust_krylov_solve(matvec, b):
         x_gmres = solve_gmres(matvec, b)
         return jax.lax.cond(accurate(x_gmres), lambda: x_gmres, lambda: solve_normal_cg(matvec, b))
 
-    return jax.lax.cond(accurate(x), lambda: x, after_bicgstab)
+    x = jax.lax.cond(accurate(x), lambda: x, after_bicgstab)
+    return x if null_side is None else (x, jnp.zeros_like(b))
 
 
 def dense_lu_solve(J, r):

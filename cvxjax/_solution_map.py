@@ -112,6 +112,7 @@ def make_solution_map(
     refine_steps=0,
     on_degenerate="warn",
     degenerate_tol=None,
+    primal_outputs=None,
 ):
     """``program ↦ ((x, y), Solution)`` for one unbatched :class:`SparseProgram`.
 
@@ -126,6 +127,9 @@ def make_solution_map(
       refine_steps: Newton steps on F applied to the solver's answer (dense materialized J).
       on_degenerate, degenerate_tol: what a derivative whose implicit linear system has no
         solution does (:func:`cvxjax._degenerate.flag_degenerate`).
+      primal_outputs: optional linear map from the canonical x to the primal values the
+        caller reports; with it a derivative is also flagged where those values are not
+        unique (``visible`` of :func:`cvxjax._degenerate.flag_degenerate`).
 
     Works under ``jit`` and ``vmap``; differentiable in the program's data in forward and
     reverse mode. Failed problems come out as NaN with a nonzero status.
@@ -138,10 +142,26 @@ def make_solution_map(
     fallback = None
     if isinstance(solver, WithFallback):
         fallback = (solver.fallback, workspace.fallback)
-    linear_solve = flag_degenerate(raw_solve, on_degenerate, degenerate_tol)
 
-    @custom_root(F, solve=linear_solve)
-    def polish(z0, program):
+    def visible(dz, program, inverse_data):
+        """The reported primal values along dz = [dx; dv] (linear; the unknowns of the
+        reduced program mapped back through the reduction, and on to the requested
+        variables)."""
+        del program
+        inverse_data = jax.lax.stop_gradient(inverse_data)
+        x_size = dz.size - cone.dim
+        dx, y = dz[:x_size], jnp.zeros_like(dz[x_size:])
+        x_full = lambda x: reduction.invert(inverse_data, x, y)[0]
+        return primal_outputs(jax.jvp(x_full, (jnp.zeros_like(dx),), (dx,))[1])
+
+    linear_solve = flag_degenerate(
+        raw_solve, on_degenerate, degenerate_tol, None if primal_outputs is None else visible
+    )
+
+    # inverse_data rides along as an argument F ignores: the flag's ``visible`` needs it
+    # inside the implicit rule, which must not close over the caller's tracers.
+    @custom_root(lambda z, program, inverse_data: F(z, program), solve=linear_solve)
+    def polish(z0, program, inverse_data):
         return newton_refine(F, z0, (program,), refine_steps) if refine_steps else z0
 
     def solution_map(program: SparseProgram, warm_start: WarmStart | None = None, probes=None):
@@ -175,7 +195,7 @@ def make_solution_map(
             point = rescue_near_miss(F, cone, stopped, *point, check_tol, raw_solve)
         x, y, s, status, residuals = point
         z0 = _zero_if_failed((x, y - s), status)
-        x, v = polish(z0, reduced)
+        x, v = polish(z0, reduced, inverse_data)
         outputs = reduction.invert(inverse_data, x, cone.project_dual(v))
         info = Solution(
             status=status,
