@@ -20,7 +20,9 @@ Usage::
     python benchmarks/first_call.py                        # 3 processes per system and mode
     python benchmarks/first_call.py --repeats 5 --n 50
     python benchmarks/first_call.py --cache                 # also: cvxjax with a warm persistent
-                                                             # compilation cache (2nd process on)
+                                                             # compilation cache (2nd process on),
+                                                             # as built by default and without
+                                                             # host callbacks (only that caches)
     python benchmarks/first_call.py --json out.json
 
 Medians over the repeats are printed with the cvxjax/qpax ratios. Nothing else may run on the
@@ -68,7 +70,7 @@ def worker(system: str, n: int, mode: str, cache_dir: str | None) -> dict:
     sys.path.insert(0, HERE)
     from workloads import Spec, make_instance
 
-    if system == "cvxjax":
+    if system.startswith("cvxjax"):
         import cvxjax
     else:
         import qpax
@@ -79,8 +81,15 @@ def worker(system: str, n: int, mode: str, cache_dir: str | None) -> dict:
     rss0, _ = _rss_mb()
 
     t0 = time.perf_counter()
-    if system == "cvxjax":
-        layer = cvxjax.CvxpyLayer(inst.problem, inst.parameters, [inst.x])
+    if system.startswith("cvxjax"):
+        # "cvxjax-nocallback": a layer whose programs hold no host callback (the JAX solver
+        # without the Clarabel fallback, failures and degenerate derivatives as NaN instead
+        # of an error or warning raised from a callback). JAX's persistent cache does not
+        # store executables with host callbacks, so only this configuration can be cached.
+        kwargs = {}
+        if system == "cvxjax-nocallback":
+            kwargs = dict(solver="JAX", on_failure="nan", on_degenerate="nan")
+        layer = cvxjax.CvxpyLayer(inst.problem, inst.parameters, [inst.x], **kwargs)
 
         def solve(*p):
             return layer(*p)[0]
@@ -161,12 +170,13 @@ def main():
                 runs.setdefault((system, mode), []).append(rec)
                 print(f"  [{r}] {system:7s} {mode:9s} " + _fmt(rec), flush=True)
     if args.cache and "cvxjax" in systems:
-        with tempfile.TemporaryDirectory() as cache_dir:
-            run_child("cvxjax", args.n, "fwd-grad", cache_dir)  # fills the cache
-            for r in range(args.repeats):
-                rec = run_child("cvxjax", args.n, "fwd-grad", cache_dir)
-                runs.setdefault(("cvxjax+cache", "fwd-grad"), []).append(rec)
-                print(f"  [{r}] cvxjax+cache fwd-grad " + _fmt(rec), flush=True)
+        for system in ("cvxjax", "cvxjax-nocallback"):
+            with tempfile.TemporaryDirectory() as cache_dir:
+                run_child(system, args.n, "fwd-grad", cache_dir)  # fills the cache
+                for r in range(args.repeats):
+                    rec = run_child(system, args.n, "fwd-grad", cache_dir)
+                    runs.setdefault((f"{system}+cache", "fwd-grad"), []).append(rec)
+                    print(f"  [{r}] {system}+cache fwd-grad " + _fmt(rec), flush=True)
 
     summary = {}
     for (system, mode), recs in runs.items():
@@ -183,6 +193,11 @@ def main():
         ):
             c, q = summary[f"cvxjax/{mode}"], summary[f"qpax/{mode}"]
             print(f"  {mode:9s} " + "  ".join(f"{f} {c[f] / q[f]:.2f}x" for f in fields))
+        for key in ("cvxjax+cache/fwd-grad", "cvxjax-nocallback+cache/fwd-grad"):
+            if key in summary:
+                c, q = summary[key], summary["qpax/fwd-grad"]
+                fields = ("first_solution_s", "first_gradient_s", "peak_added_mb")
+                print(f"  {key:9s} " + "  ".join(f"{f} {c[f] / q[f]:.2f}x" for f in fields))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
