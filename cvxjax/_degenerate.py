@@ -102,17 +102,18 @@ def flag_degenerate(solve, policy: str, tol: float | None = None, visible=None):
     ``visible``: optional ``visible(dz, *args, **kwargs)``, linear in the flat unknowns dz,
     giving the primal values the caller reports (the requested CVXPY variables) at the
     root's arguments (passed by :func:`cvxjax._implicit.root_jvp` through ``bind``). A
-    consistent system can still have many solutions; in reverse mode ρ cannot see it, yet the derivative then depends on which one
-    the solve picks (Maros-Meszaros QISRAEL: every ``Jᵀu = z̄`` has a solution, and the
-    gradient of the optimal value came out 6x wrong). So ``solve`` is also asked
+    consistent system can still have many solutions; in reverse mode ρ cannot see it, yet
+    the derivative then depends on which one the solve picks (Maros-Meszaros QISRAEL: every
+    ``Jᵀu = z̄`` has a solution, and the gradient of the optimal value came out 6x wrong).
+    So ``solve`` is also asked
     (``null_side=``, see :func:`cvxjax._robust_solve.robust_dense_solve`) for a generic
     element p of null(J), zero when J is nonsingular; the derivative is flagged when
     ``‖visible(p)‖ > NON_UNIQUE_TOL·‖p‖``, i.e. when the reported solution itself is not
     unique to first order. Null directions that only move CVXPY's auxiliary variables or
     the duals (an inactive norm's epigraph variable, duplicated constraints) pass. The
-    returned solver then has a ``bind`` attribute, and a ``transposed`` one for the ``Jᵀ`` system
-    (:func:`cvxjax._linear_solve.transposable_solve`): there null(J) is the left null space
-    of the operator it is given.
+    returned solver then has a ``bind`` attribute, and a ``transposed`` one for the ``Jᵀ``
+    system (:func:`cvxjax._linear_solve.transposable_solve`): there null(J) is the left
+    null space of the operator it is given.
     """
     if policy not in POLICIES:
         raise ValueError(f"on_degenerate must be one of {POLICIES}, got {policy!r}.")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from ._canonicalize import canonicalize, canonicalize_geometric
 from ._degenerate import POLICIES as DEGENERATE_POLICIES
 from ._errors import raise_if_failed
-from ._parameter_values import check_values
+from ._parameter_values import check_values, check_warm_start
 from ._program import SparseProgram
 from ._reduce import NoReduction, elimination_for
 from ._sharding import batch_mesh, shard_batch
@@ -264,34 +264,9 @@ class CvxpyLayer:
         return shape.n, shape.m
 
     def _warm_start(self, warm_start, solver, batch_size, dtype):
-        """The checked start and its vmap axis (None: shared by the batch), or
-        ``(None, "absent")`` (a string: as a cache key 0 and False would be the same)."""
-        if warm_start is None:
-            return None, "absent"
-        if isinstance(warm_start, Solution):
-            warm_start = warm_start.warm_start
-        if not isinstance(warm_start, WarmStart):
-            raise TypeError(
-                "warm_start must be a cvxjax.Solution or cvxjax.WarmStart from an earlier "
-                f"call, got {type(warm_start).__name__}."
-            )
+        """The checked start and its vmap axis (:func:`check_warm_start`)."""
         n, m = self._warm_shape(solver)
-        arrays = [jnp.asarray(a) for a in warm_start]
-        lead = arrays[0].shape[:-1]
-        expected = {"x": n, "y": m, "s": m}
-        for (name, size), a in zip(expected.items(), arrays):
-            if a.shape[-1:] != (size,) or a.shape[:-1] != lead or len(lead) > 1:
-                raise ValueError(
-                    f"warm_start.{name} has shape {a.shape}, but solver {solver.name} on this "
-                    f"layer needs ({size},) or (batch, {size}) (a start from another layer, "
-                    "or from a call that ran another solver?)."
-                )
-        if lead and (batch_size is None or lead[0] != batch_size):
-            raise ValueError(
-                f"warm_start has batch size {lead[0]}, but the parameter values have "
-                f"{'no batch axis' if batch_size is None else f'batch size {batch_size}'}."
-            )
-        return WarmStart(*(a.astype(dtype) for a in arrays)), (0 if lead else None)
+        return check_warm_start(warm_start, solver.name, n, m, batch_size, dtype)
 
     def solver_for(self, dtype) -> str:
         """The name of the solver a call with parameter values of this dtype (and the layer's

@@ -1,4 +1,5 @@
-"""Parameter values as the layer receives them: checked, converted and batched.
+"""Parameter values and warm starts as the layer receives them: checked, converted and
+batched.
 
 Every message names the parameter, the shape it expects and the shape it got (or what is
 wrong with the value), eagerly; sign attributes are also checked inside a trace, where a
@@ -12,6 +13,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._solution_map import Solution, WarmStart
 
 
 def check_values(parameters, values, positive: Sequence[bool]):
@@ -120,3 +123,38 @@ def _check_attributes(param, array, positive=False):
 
         bad = jnp.any(~ok(array))
         jax.lax.cond(bad, lambda bad=bad, throw=throw: jax.debug.callback(throw, bad), lambda: None)
+
+
+def check_warm_start(warm_start, solver_name: str, n: int, m: int, batch_size, dtype):
+    """The checked start and its vmap axis (None: shared by the batch), or
+    ``(None, "absent")`` (a string: as a cache key 0 and False would be the same).
+
+    ``warm_start``: ``None``, a ``Solution`` or a ``WarmStart``; ``n``, ``m``: the sizes of
+    the program the solver ``solver_name`` consumes; ``batch_size``: that of the parameter
+    values (``None``: unbatched). Raises ``TypeError`` / ``ValueError`` naming the field.
+    """
+    if warm_start is None:
+        return None, "absent"
+    if isinstance(warm_start, Solution):
+        warm_start = warm_start.warm_start
+    if not isinstance(warm_start, WarmStart):
+        raise TypeError(
+            "warm_start must be a cvxjax.Solution or cvxjax.WarmStart from an earlier "
+            f"call, got {type(warm_start).__name__}."
+        )
+    arrays = [jnp.asarray(a) for a in warm_start]
+    lead = arrays[0].shape[:-1]
+    expected = {"x": n, "y": m, "s": m}
+    for (name, size), a in zip(expected.items(), arrays):
+        if a.shape[-1:] != (size,) or a.shape[:-1] != lead or len(lead) > 1:
+            raise ValueError(
+                f"warm_start.{name} has shape {a.shape}, but solver {solver_name} on this "
+                f"layer needs ({size},) or (batch, {size}) (a start from another layer, "
+                "or from a call that ran another solver?)."
+            )
+    if lead and (batch_size is None or lead[0] != batch_size):
+        raise ValueError(
+            f"warm_start has batch size {lead[0]}, but the parameter values have "
+            f"{'no batch axis' if batch_size is None else f'batch size {batch_size}'}."
+        )
+    return WarmStart(*(a.astype(dtype) for a in arrays)), (0 if lead else None)
